@@ -1,0 +1,49 @@
+"""The Dramatiq broker, set before any actor is declared.
+
+Every module that declares an actor imports this module first (``app.tasks``
+does so at its top), so the import order is never a trap: the broker is
+RabbitMQ when ``FAIRQ_BROKER_URL`` is set and Dramatiq's in-process
+StubBroker otherwise.
+"""
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+from dramatiq.broker import Broker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
+from periodiq import PeriodiqMiddleware
+
+from app.settings import Settings, get_settings
+
+__all__ = ["broker", "build_broker"]
+
+logger = logging.getLogger(__name__)
+
+#: A periodic message older than this (seconds) when a worker picks it up is a missed tick.
+PERIODIC_SKIP_DELAY = 120
+
+
+def build_broker(settings: Settings) -> Broker:
+    """A broker for ``settings`` with fairq's middleware installed.
+
+    Publisher confirms are on for RabbitMQ: a message counts as sent only
+    once the broker has it.
+    """
+    if settings.broker_url:
+        new: Broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+    else:
+        new = StubBroker(fail_fast_default=False)
+    new.add_middleware(CurrentMessage())
+    new.add_middleware(PeriodiqMiddleware(skip_delay=PERIODIC_SKIP_DELAY))
+    from app.scheduling.periodic import PeriodicOnce
+
+    new.add_middleware(PeriodicOnce())
+    return new
+
+
+#: The process's broker. Actors bind to it when they are declared.
+broker: Broker = build_broker(get_settings())
+dramatiq.set_broker(broker)

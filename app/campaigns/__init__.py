@@ -1,0 +1,1 @@
+"""Campaigns and their ``campaign.created`` event; execution comes from a plugin."""

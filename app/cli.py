@@ -1,0 +1,137 @@
+"""The admin CLI: ``fairq``, a click group on Flask's CLI.
+
+Bad input is a clear message on stderr and exit code 2 (click's usage-error
+code); a backend that is down is exit code 1.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from app.settings import SettingsError, get_settings
+
+__all__ = ["main", "cli", "init_app"]
+
+
+def _create_app():
+    from app import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+@click.version_option(package_name="fairq")
+def cli() -> None:
+    """fairq: a multi-tenant task queue with fair share, priorities and per-tenant limits."""
+
+
+@cli.command("up")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve the API on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port.")
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database before starting.")
+def up(host: str, port: int, no_migrate: bool) -> None:
+    """Run the API, the workers and the periodic scheduler in one process."""
+    from app.runner import serve
+
+    try:
+        serve(get_settings(), host=host, port=port, migrate_db=not no_migrate,
+              announce=lambda line: click.echo(line, err=True))
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database migrations."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Upgrade the database to REVISION (default: head)."""
+    from app import migrate
+    from app.db import get_db
+
+    _run_migration(lambda: migrate.upgrade(get_db(), revision))
+    click.echo(f"database at {migrate.current(get_db()) or 'base'}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Downgrade the database to REVISION (``base`` removes every table)."""
+    from app import migrate
+    from app.db import get_db
+
+    _run_migration(lambda: migrate.downgrade(get_db(), revision))
+    click.echo(f"database at {migrate.current(get_db()) or 'base'}")
+
+
+@db_group.command("current")
+def db_current() -> None:
+    """Print the database's revision and the newest one available."""
+    from app import migrate
+    from app.db import get_db
+
+    current = migrate.current(get_db())
+    head = migrate.head()
+    state = "up to date" if current == head else "needs `fairq db upgrade`"
+    click.echo(f"current: {current or 'base'}  head: {head}  ({state})")
+
+
+def _run_migration(action) -> None:
+    from alembic.util.exc import CommandError
+
+    try:
+        action()
+    except CommandError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@cli.command("check")
+@with_appcontext
+def check() -> None:
+    """Check that every configured backend answers (what /readyz does)."""
+    from app.health import check_backends
+
+    checks = check_backends(current_app.config["FAIRQ_SETTINGS"])
+    for c in checks:
+        status = "ok" if c.ok else f"DOWN  {c.error}"
+        click.echo(f"{c.backend:<9} {c.component:<18} {status}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+@cli.command("plugins")
+def plugins() -> None:
+    """List the installed plugins and what each one provides."""
+    from app import hooks
+
+    manager = hooks.get_plugin_manager()
+    for name, plugin in sorted(manager.list_name_plugin()):
+        click.echo(f"{name}  ({getattr(plugin, '__name__', plugin)})")
+    for source in sorted(set(hooks.sources(manager).values()), key=lambda s: s.name):
+        aliases = f" (aliases: {', '.join(source.aliases)})" if source.aliases else ""
+        click.echo(f"  source  {source.name}{aliases}  [{source.plugin}] {source.description}")
+    for channel in sorted(hooks.channels(manager).values(), key=lambda c: c.name):
+        click.echo(f"  channel {channel.name}  [{channel.plugin}] {channel.description}")
+
+
+def init_app(app) -> None:
+    """Register the CLI commands of the subsystems on ``app`` (``flask --app wsgi ...`` sees them too)."""
+    app.cli.add_command(db_group)
+    app.cli.add_command(check)
+    app.cli.add_command(plugins)
+
+
+def main() -> None:
+    """The ``fairq`` console script."""
+    try:
+        get_settings()
+    except SettingsError as exc:
+        click.echo(f"fairq: {exc}", err=True)
+        sys.exit(2)
+    cli.main(prog_name="fairq")

@@ -1,0 +1,1 @@
+"""Upload, streaming parse through a source plugin, and bulk load of transactions."""

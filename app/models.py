@@ -1,0 +1,9 @@
+"""Every model, imported so that ``Base.metadata`` knows every table (Alembic reads it)."""
+from app.campaigns.models import Campaign, CampaignJob
+from app.db import Base
+from app.ingest.models import FintechTransaction
+from app.reconcile.models import Reconciliation
+from app.scheduling.periodic import PeriodicRun
+from app.tenancy.models import User
+
+__all__ = ["Base", "Campaign", "CampaignJob", "FintechTransaction", "PeriodicRun", "Reconciliation", "User"]

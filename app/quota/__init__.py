@@ -1,0 +1,1 @@
+"""Plans, token buckets, concurrency caps, quotas, usage metering and the gate middleware."""

@@ -1,0 +1,1 @@
+"""Matching a tenant's internal ledger against bank and switch files."""

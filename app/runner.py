@@ -1,0 +1,87 @@
+"""``fairq up``: the API, Dramatiq workers and the periodic scheduler in one process.
+
+The backends are whatever the settings say: the embedded default with no
+variable set, the real servers otherwise. Ctrl-C or SIGTERM stops it in order:
+the HTTP server stops accepting requests, the scheduler stops ticking, and
+the workers finish the jobs they are running (on RabbitMQ, messages they had
+fetched but not started go back to the queue).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+import dramatiq
+from werkzeug.serving import make_server
+
+from app import migrate
+from app.db import get_db
+from app.settings import Settings
+from app.storage import make_store
+
+__all__ = ["serve"]
+
+logger = logging.getLogger(__name__)
+
+#: How long (ms) workers get to finish running jobs at shutdown.
+SHUTDOWN_TIMEOUT_MS = 600_000
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    migrate_db: bool = True,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Run everything until SIGINT or SIGTERM.
+
+    Raises:
+      OSError: the address is taken.
+    """
+    from app import create_app
+    from app.scheduling.periodic import SchedulerThread, periodic_actors
+    from app.tasks import broker
+
+    if migrate_db:
+        migrate.upgrade(get_db(settings))
+    make_store(settings).ensure()
+    app = create_app(settings)
+    server = make_server(host, port, app, threaded=True)
+
+    stop = threading.Event()
+
+    def _request_stop(signum, _frame) -> None:
+        logger.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
+    worker.start()
+    scheduler = SchedulerThread(periodic_actors(broker))
+    scheduler.start()
+    http = threading.Thread(target=server.serve_forever, name="fairq-http", daemon=True)
+    http.start()
+
+    backends = ", ".join(
+        f"{name}: {'embedded' if embedded else 'real'}" for name, embedded in settings.embedded.items()
+    )
+    announce(f"fairq is up on http://{host}:{server.port}  ({backends}; Ctrl-C to stop)")
+    try:
+        stop.wait()
+    finally:
+        announce("fairq is stopping: finishing running jobs ...")
+        server.shutdown()
+        http.join()
+        scheduler.stop()
+        scheduler.join()
+        worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)
+        broker.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        announce("fairq stopped.")

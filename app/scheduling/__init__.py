@@ -1,0 +1,1 @@
+"""Jobs, the fair dispatcher, retries, dead letters and periodic work."""

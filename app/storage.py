@@ -1,0 +1,207 @@
+"""The object store: S3 (boto3) and a local folder behind one small interface.
+
+Keys are ``/``-separated paths such as ``tenants/t1/uploads/x.csv``. Callers
+build keys from tenant-scoped prefixes; :func:`check_key` refuses anything that
+could climb out of one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol
+
+from app.settings import Settings
+
+__all__ = ["ObjectStore", "LocalStore", "S3Store", "ObjectNotFound", "make_store", "check_key"]
+
+logger = logging.getLogger(__name__)
+
+
+class ObjectNotFound(LookupError):
+    """No object under that key."""
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a plain relative path, else ``ValueError``."""
+    path = PurePosixPath(key)
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(part in {"", ".", ".."} for part in key.split("/"))
+        or path.is_absolute()
+    ):
+        raise ValueError(f"not a valid object key: {key!r}")
+    return key
+
+
+class ObjectStore(Protocol):
+    """What fairq needs of an object store."""
+
+    def put(self, key: str, stream: BinaryIO) -> int:
+        """Store ``stream`` under ``key``, replacing any object there. Returns the size in bytes."""
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of the object. Raises: ObjectNotFound."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object; no error if it is absent."""
+
+    def ensure(self) -> None:
+        """Create the folder or bucket if it does not exist yet."""
+
+    def check(self) -> None:
+        """Raise if the store cannot be reached (for /readyz)."""
+
+
+class LocalStore:
+    """Objects as files under ``root`` (the embedded default)."""
+
+    name = "local folder"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, stream: BinaryIO) -> int:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(stream, out, 1024 * 1024)
+            os.replace(tmp, path)  # readers never see half a file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path.stat().st_size
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def check(self) -> None:
+        self.ensure()
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+            raise OSError(f"{self.root} is not a writable folder")
+
+
+class S3Store:
+    """Objects in an S3 bucket through boto3 (AWS, MinIO or any S3-compatible server)."""
+
+    name = "S3"
+
+    def __init__(self, client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float | None = None) -> S3Store:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=timeout or 10,
+            read_timeout=timeout or 60,
+            retries={"max_attempts": 1 if timeout else 3},
+            s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+        )
+        secret = settings.s3_secret_access_key
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret else None,
+            config=config,
+        )
+        return cls(client, settings.s3_bucket or "")
+
+    def put(self, key: str, stream: BinaryIO) -> int:
+        counter = _CountingReader(stream)
+        # upload_fileobj streams in parts: memory stays flat whatever the size
+        self.client.upload_fileobj(counter, self.bucket, check_key(key))
+        return counter.count
+
+    def open(self, key: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                raise ObjectNotFound(key) from None
+            raise
+        return response["Body"]
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+    def ensure(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            logger.info("creating bucket %s", self.bucket)
+            region = self.client.meta.region_name
+            if region and region != "us-east-1":
+                self.client.create_bucket(
+                    Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": region}
+                )
+            else:
+                self.client.create_bucket(Bucket=self.bucket)
+
+    def check(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)
+
+
+class _CountingReader:
+    """Wraps a stream and counts the bytes read through it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data
+
+
+def make_store(settings: Settings, *, timeout: float | None = None) -> ObjectStore:
+    """The object store the settings describe."""
+    if settings.s3_bucket:
+        return S3Store.from_settings(settings, timeout=timeout)
+    return LocalStore(settings.data_dir / "objects")

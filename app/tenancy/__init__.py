@@ -1,0 +1,1 @@
+"""Tenants, users and authentication (JWT), and the tenant scoping of every query."""

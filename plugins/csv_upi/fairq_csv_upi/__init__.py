@@ -1,0 +1,9 @@
+"""fairq source plugin for UPI switch and settlement reports."""
+from app.hooks import Source, hookimpl
+
+__all__ = ["fairq_register_sources"]
+
+
+@hookimpl
+def fairq_register_sources() -> list[Source]:
+    return [Source(name="UPI", description="UPI switch / settlement report (CSV)")]
