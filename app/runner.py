@@ -8,6 +8,7 @@ fetched but not started go back to the queue).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -50,7 +51,10 @@ def serve(
         migrate.upgrade(get_db(settings))
     make_store(settings).ensure()
     app = create_app(settings)
-    server = make_server(host, port, app, threaded=True)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except SystemExit:  # werkzeug reports a taken port itself, then exits
+        raise OSError(errno.EADDRINUSE, "address already in use") from None
 
     stop = threading.Event()
 

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     )
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
     worker_threads: int = Field(
-        8, ge=1, le=256, description="Dramatiq worker threads per worker process (and in `fairq up`)."
+        8, ge=1, le=256, description="Worker threads in `fairq up` (a `dramatiq app.tasks` process takes `--threads`)."
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
     max_request_bytes: int = Field(

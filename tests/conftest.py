@@ -1,0 +1,171 @@
+"""Fixtures: the real servers (PostgreSQL, RabbitMQ, Redis, a local S3 server) and the app.
+
+The test process runs on the real column: before any ``app`` module is
+imported, the ``FAIRQ_*`` variables point at the servers on their default
+loopback ports (``FAIRQ_TEST_*`` variables override each). The embedded
+column is tested by starting ``fairq up`` with no ``FAIRQ_*`` variable at all
+(``tests/test_embedded.py``) and with apps built on SQLite (``sqlite_app``).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+#: Where the test servers are; each can be overridden by FAIRQ_TEST_<NAME>.
+TEST_SERVERS = {
+    "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/fairq_test",
+    "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+}
+
+for _name, _default in TEST_SERVERS.items():
+    os.environ["FAIRQ_" + _name] = os.environ.get("FAIRQ_TEST_" + _name, _default)
+os.environ.setdefault("FAIRQ_LOG_LEVEL", "INFO")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any FAIRQ_ variable: the embedded default."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRQ_")}
+    env.update(extra)
+    return env
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database of ``url`` if it does not exist."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = sa.create_engine(
+        target.set(drivername="postgresql+psycopg2", database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        exists = connection.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
+        ).scalar()
+        if not exists:
+            connection.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from app.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def database(settings):
+    """The test database on PostgreSQL, migrated from scratch once per session."""
+    from app import migrate
+    from app.db import get_db
+
+    import sqlalchemy as sa
+
+    ensure_database(settings.database_url)
+    db = get_db(settings)
+    with db.engine.begin() as connection:  # whatever an earlier run left behind goes
+        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    migrate.upgrade(db)
+    return db
+
+
+@pytest.fixture
+def db(database):
+    """The migrated test database, emptied before each test."""
+    import sqlalchemy as sa
+
+    from app.db import Base
+
+    import app.models  # noqa: F401
+
+    with database.engine.begin() as connection:
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    return database
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A local S3-compatible server (moto's) on a free loopback port; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def real_settings(settings, s3_server, db):
+    """Settings for every real backend, S3 included, with a fresh bucket per test."""
+    import uuid
+
+    from app.settings import Settings, use_settings
+    from app.storage import make_store
+
+    real = Settings.load(
+        s3_endpoint_url=s3_server,
+        s3_bucket=f"fairq-test-{uuid.uuid4().hex[:12]}",
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",
+    )
+    make_store(real).ensure()
+    use_settings(real)
+    yield real
+    use_settings(None)
+
+
+@pytest.fixture
+def app(real_settings):
+    """The app on the real servers."""
+    from app import create_app
+
+    return create_app(real_settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path):
+    """The app on the embedded default (SQLite, local folder), migrated."""
+    from app import create_app, migrate
+    from app.db import get_db
+    from app.settings import Settings, use_settings
+
+    embedded = Settings.load(
+        data_dir=tmp_path / "data", database_url="", broker_url="", redis_url="", s3_bucket=""
+    )
+    migrate.upgrade(get_db(embedded))
+    yield create_app(embedded)
+    use_settings(None)
+
+
+def run_fairq(*args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd=None):
+    """Run the ``fairq`` console script; returns the completed process."""
+    return subprocess.run(
+        ["fairq", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=cwd,
+    )

@@ -1,0 +1,91 @@
+"""`fairq up` with no server and no FAIRQ_ variable: how a new user meets fairq."""
+import json
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import clean_env, free_port
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.headers, error.read()
+
+
+@pytest.fixture
+def fairq_up(tmp_path):
+    """`fairq up` in a subprocess on a free port, on the embedded default."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["fairq", "up", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"fairq up exited early:\n{process.stdout.read()}")
+        try:
+            if get(base + "/healthz")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("fairq up did not answer within 60 s")
+    yield base, process, tmp_path
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stdout.close()
+
+
+def test_fairq_up_serves_the_api_on_the_embedded_default(fairq_up):
+    base, process, cwd = fairq_up
+    status, _, body = get(base + "/readyz")
+    assert status == 200, body
+    components = {check["component"] for check in json.loads(body)["checks"]}
+    assert components == {"SQLite", "in-process broker", "in-memory limits", "local folder"}
+    # the database was created and migrated under ./.fairq
+    assert (cwd / ".fairq" / "fairq.db").is_file()
+
+    status, headers, body = get(base + "/no-such-page")
+    assert status == 404
+    assert headers["Content-Type"] == "application/problem+json"
+    assert json.loads(body)["type"] == "/problems/not-found"
+
+    status, _, body = get(base + "/openapi.json")
+    assert status == 200 and "/readyz" in json.loads(body)["paths"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_fairq_up_stops_cleanly_on_a_signal(fairq_up, sig):
+    _, process, _ = fairq_up
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "fairq stopped." in output
+    assert "Traceback" not in output
+
+
+def test_fairq_up_refuses_a_taken_port_with_exit_code_2(fairq_up, tmp_path):
+    base, _, _ = fairq_up
+    port = base.rsplit(":", 1)[1]
+    result = subprocess.run(
+        ["fairq", "up", "--port", port], cwd=tmp_path, env=clean_env(),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
