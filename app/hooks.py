@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import BinaryIO
 
 import pluggy
 
@@ -23,6 +27,11 @@ __all__ = [
     "hookspec",
     "Source",
     "Channel",
+    "Transaction",
+    "RowError",
+    "ParseContext",
+    "SourceFileError",
+    "Parser",
     "get_plugin_manager",
     "sources",
     "channels",
@@ -39,6 +48,70 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One transaction as a source plugin read it, in fairq's canonical form.
+
+    Parameters:
+      txn_id: the rail's own id (UPI transaction id, else RRN; NEFT / IMPS / RTGS: the UTR);
+        when a row carries none, a deterministic id derived from the row's content.
+      amount: exact, positive; the sign lives in ``direction``.
+      status: ``SUCCESS``, ``FAILED`` or ``PENDING`` (UPI "deemed" stays ``PENDING``).
+      txn_time: when it happened, timezone-aware in UTC (``None`` if the file has no date).
+      direction: ``DR`` (money out) or ``CR`` (money in), if the file says.
+      currency: ISO 4217 code.
+      reference: the matching key of the rail: RRN for UPI, normalised UTR for NEFT / IMPS / RTGS.
+      counterparty: the other side: a VPA, or ``IFSC/account``, or a name from a narration.
+      ifsc: the counterparty's IFSC, if known.
+      settlement_date: the settlement date (or cycle date) for grouped settlements.
+      raw_row: the whole original row, header name to cell text.
+      line: the row's line number in the file (1-based, counting the header and preamble).
+    """
+
+    txn_id: str
+    amount: Decimal
+    status: str
+    txn_time: datetime | None
+    direction: str | None = None
+    currency: str = "INR"
+    reference: str | None = None
+    counterparty: str | None = None
+    ifsc: str | None = None
+    settlement_date: date | None = None
+    raw_row: Mapping[str, str] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row a parser rejected: where, why, and the original text."""
+
+    line: int
+    reason: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParseContext:
+    """What a parser is told about the file it reads.
+
+    Parameters:
+      timezone: the IANA zone of local times in the file (stored in UTC).
+      ledger: ``external`` (a bank / switch / settlement file) or ``internal``.
+    """
+
+    timezone: str = "Asia/Kolkata"
+    ledger: str = "external"
+
+
+class SourceFileError(ValueError):
+    """The whole file cannot be read (no recognisable header, ...): one clear reason."""
+
+
+#: A streaming parser: reads bytes as they arrive and yields each row's outcome in file order.
+Parser = Callable[[BinaryIO, ParseContext], Iterator[Transaction | RowError]]
+
+
 @dataclass(frozen=True)
 class Source:
     """A kind of transaction file a plugin can read.
@@ -47,11 +120,13 @@ class Source:
       name: the name users pass as ``"source"`` (case-insensitive), e.g. ``UPI``.
       aliases: other names for the same layout, e.g. ``IMPS``, ``RTGS``.
       description: one line for ``fairq plugins`` and error messages.
+      parse: the streaming parser (raises :class:`SourceFileError` for a file it cannot read).
     """
 
     name: str
     aliases: tuple[str, ...] = ()
     description: str = ""
+    parse: Parser | None = field(default=None, compare=False)
     plugin: str = field(default="", compare=False)
 
     @property
