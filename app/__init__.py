@@ -23,13 +23,16 @@ logger = logging.getLogger("app.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def create_app(test_config: Settings | dict[str, Any] | None = None) -> APIFlask:
+def create_app(
+    test_config: Settings | dict[str, Any] | None = None, *, log_level: str | None = None
+) -> APIFlask:
     """Build the WSGI application.
 
     Parameters:
       test_config: settings to use instead of the environment (a ``Settings``
         or overrides for it); they become the process's settings, so actors
         and services called by the app see the same ones.
+      log_level: overrides ``FAIRQ_LOG_LEVEL`` (the CLI's admin commands log warnings only).
 
     Raises:
       SettingsError: a setting has a bad value.
@@ -65,8 +68,10 @@ def create_app(test_config: Settings | dict[str, Any] | None = None) -> APIFlask
         },
     )
     app.json.sort_keys = False  # problem members in RFC order: type, title, status, detail
-    logs.configure_logging(settings.log_level)
+    app.security_schemes = {"BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+    logs.configure_logging(log_level or settings.log_level)
     db.init_app(app, settings)
+    _tenancy(app, settings)
 
     from app.api import problems, register_blueprints
 
@@ -78,6 +83,17 @@ def create_app(test_config: Settings | dict[str, Any] | None = None) -> APIFlask
 
     init_cli(app)
     return app
+
+
+def _tenancy(app: APIFlask, settings: Settings) -> None:
+    """Tokens, failed-login limits and the request's tenant-scoped session."""
+    from app.tenancy import tokens
+    from app.tenancy.identity import close_request_session
+    from app.tenancy.login_limits import LoginLimits
+
+    tokens.init_app(app, settings)
+    app.extensions["fairq.login_limits"] = LoginLimits(settings)
+    app.teardown_appcontext(close_request_session)
 
 
 def _request_ids(app: APIFlask) -> None:

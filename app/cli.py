@@ -16,16 +16,29 @@ from app.settings import SettingsError, get_settings
 __all__ = ["main", "cli", "init_app"]
 
 
+#: Commands that run servers and log as servers do; every other command logs warnings only.
+_SERVING = {"up", "run"}
+
+
+def _quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.find_root().invoked_subcommand not in _SERVING
+
+
 def _create_app():
     from app import create_app
 
-    return create_app()
+    return create_app(log_level="WARNING" if _quiet() else None)
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
 @click.version_option(package_name="fairq")
 def cli() -> None:
     """fairq: a multi-tenant task queue with fair share, priorities and per-tenant limits."""
+    from app.logs import configure_logging
+
+    if _quiet():
+        configure_logging("WARNING")
 
 
 @cli.command("up")
@@ -55,7 +68,7 @@ def db_upgrade(revision: str) -> None:
     from app import migrate
     from app.db import get_db
 
-    _run_migration(lambda: migrate.upgrade(get_db(), revision))
+    _run_migration(lambda: migrate.prepare(get_settings(), revision))
     click.echo(f"database at {migrate.current(get_db()) or 'base'}")
 
 
@@ -64,9 +77,9 @@ def db_upgrade(revision: str) -> None:
 def db_downgrade(revision: str) -> None:
     """Downgrade the database to REVISION (``base`` removes every table)."""
     from app import migrate
-    from app.db import get_db
+    from app.db import get_db, get_owner_db
 
-    _run_migration(lambda: migrate.downgrade(get_db(), revision))
+    _run_migration(lambda: migrate.downgrade(get_owner_db(), revision))
     click.echo(f"database at {migrate.current(get_db()) or 'base'}")
 
 
@@ -120,11 +133,20 @@ def plugins() -> None:
         click.echo(f"  channel {channel.name}  [{channel.plugin}] {channel.description}")
 
 
+def _subsystem_commands() -> list[click.Command]:
+    from app.tenancy.cli import COMMANDS as tenancy
+
+    return [*tenancy]
+
+
+for _command in _subsystem_commands():
+    cli.add_command(_command)
+
+
 def init_app(app) -> None:
     """Register the CLI commands of the subsystems on ``app`` (``flask --app wsgi ...`` sees them too)."""
-    app.cli.add_command(db_group)
-    app.cli.add_command(check)
-    app.cli.add_command(plugins)
+    for command in (db_group, check, plugins, *_subsystem_commands()):
+        app.cli.add_command(command)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, g
+from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine, make_url
@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.settings import Settings, get_settings
 
-__all__ = ["Base", "Database", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "request_session", "init_app"]
+__all__ = ["Base", "Database", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "get_owner_db", "init_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,24 +134,18 @@ def get_db(settings: Settings | None = None) -> Database:
         return _databases[url]
 
 
-def request_session() -> Session:
-    """The session of the current request, opened on first use and closed at teardown."""
-    if "db_session" not in g:
-        from flask import current_app
-
-        g.db_session = current_app.extensions["fairq.db"].sessionmaker()
-    return g.db_session
-
-
-def _close_request_session(exc: BaseException | None) -> None:
-    session = g.pop("db_session", None)
-    if session is not None:
-        if exc is not None:
-            session.rollback()
-        session.close()
+def get_owner_db(settings: Settings | None = None) -> Database:
+    """The :class:`Database` of the tables' owner: what migrations run with."""
+    settings = settings or get_settings()
+    url = settings.sqlalchemy_owner_url
+    if url == settings.sqlalchemy_url:
+        return get_db(settings)
+    with _lock:
+        if url not in _databases:
+            _databases[url] = Database(url)
+        return _databases[url]
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Bind the database to ``app`` and close each request's session at teardown."""
+    """Bind the database to ``app``."""
     app.extensions["fairq.db"] = get_db(settings)
-    app.teardown_appcontext(_close_request_session)

@@ -4,6 +4,6 @@ from app.db import Base
 from app.ingest.models import FintechTransaction
 from app.reconcile.models import Reconciliation
 from app.scheduling.periodic import PeriodicRun
-from app.tenancy.models import User
+from app.tenancy.models import RevokedToken, Tenant, User
 
-__all__ = ["Base", "Campaign", "CampaignJob", "FintechTransaction", "PeriodicRun", "Reconciliation", "User"]
+__all__ = ["Base", "Campaign", "CampaignJob", "FintechTransaction", "PeriodicRun", "Reconciliation", "RevokedToken", "Tenant", "User"]

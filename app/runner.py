@@ -18,7 +18,6 @@ import dramatiq
 from werkzeug.serving import make_server
 
 from app import migrate
-from app.db import get_db
 from app.settings import Settings
 from app.storage import make_store
 
@@ -48,7 +47,7 @@ def serve(
     from app.tasks import broker
 
     if migrate_db:
-        migrate.upgrade(get_db(settings))
+        migrate.prepare(settings)
     make_store(settings).ensure()
     app = create_app(settings)
     try:

@@ -29,6 +29,12 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the variable."""
 
 
+def _psycopg2(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def _check_scheme(value: str | None, variable: str, schemes: tuple[str, ...]) -> str | None:
     if value is None or value == "":
         return None
@@ -38,6 +44,12 @@ def _check_scheme(value: str | None, variable: str, schemes: tuple[str, ...]) ->
             f"{ENV_PREFIX}{variable} must be a URL starting with one of "
             f"{', '.join(s + '://' for s in schemes)} (got scheme {scheme or 'none'!r})"
         )
+    return value
+
+
+def _no_postgres_alias(value: str | None) -> str | None:
+    if value and value.startswith("postgres://"):
+        return "postgresql://" + value[len("postgres://"):]
     return value
 
 
@@ -53,6 +65,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description="PostgreSQL URL (postgresql://user@host:5432/db). Unset: SQLite at <data dir>/fairq.db.",
+    )
+    database_owner_url: str | None = Field(
+        None,
+        description=(
+            "PostgreSQL URL of the role that owns the tables and runs migrations; the role of "
+            "FAIRQ_DATABASE_URL is then granted data access only, so row-level security binds it. "
+            "Unset: FAIRQ_DATABASE_URL."
+        ),
     )
     broker_url: str | None = Field(
         None,
@@ -88,6 +108,30 @@ class Settings(BaseSettings):
     periodic_retention_days: int = Field(
         30, ge=1, description="Days to keep the record of periodic job runs."
     )
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "Key that signs access and refresh tokens, at least 32 bytes. Required unless every "
+            "backend is embedded (then a random one is kept in <data dir>/jwt-secret)."
+        ),
+    )
+    jwt_algorithm: str = Field("HS256", description="JWT signing algorithm: HS256, HS384 or HS512.")
+    access_token_minutes: int = Field(15, ge=1, le=1440, description="Lifetime of an access token.")
+    refresh_token_days: int = Field(30, ge=1, le=365, description="Lifetime of a refresh token.")
+    open_signup: bool = Field(
+        True, description="Registering into a new tenant id creates that tenant (0 turns it off)."
+    )
+    bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor for password hashes.")
+    password_min_length: int = Field(8, ge=6, le=72, description="Shortest password accepted.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins allowed per (tenant, email) in a window before 429."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins allowed per client address in a window before 429."
+    )
+    login_failure_window_seconds: int = Field(
+        900, ge=1, description="The window of both failed-login limits, in seconds."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -101,8 +145,20 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         value = _check_scheme(value, "DATABASE_URL", ("postgresql", "postgresql+psycopg2", "postgres", "sqlite"))
-        if value and value.startswith("postgres://"):
-            value = "postgresql://" + value[len("postgres://"):]
+        return _no_postgres_alias(value)
+
+    @field_validator("database_owner_url")
+    @classmethod
+    def _database_owner_url(cls, value: str | None) -> str | None:
+        return _no_postgres_alias(
+            _check_scheme(value, "DATABASE_OWNER_URL", ("postgresql", "postgresql+psycopg2", "postgres"))
+        )
+
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _jwt_algorithm(cls, value: str) -> str:
+        if value not in {"HS256", "HS384", "HS512"}:
+            raise ValueError(f"{ENV_PREFIX}JWT_ALGORITHM must be HS256, HS384 or HS512 (got {value!r})")
         return value
 
     @field_validator("broker_url")
@@ -132,10 +188,20 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The database URL SQLAlchemy connects to (SQLite file when none is set)."""
         if self.database_url:
-            if self.database_url.startswith("postgresql://"):
-                return "postgresql+psycopg2://" + self.database_url[len("postgresql://"):]
-            return self.database_url
+            return _psycopg2(self.database_url)
         return f"sqlite:///{(self.data_dir / 'fairq.db').resolve()}"
+
+    @property
+    def sqlalchemy_owner_url(self) -> str:
+        """The database URL migrations run with: the tables' owner."""
+        if self.database_owner_url and self.database_url:
+            return _psycopg2(self.database_owner_url)
+        return self.sqlalchemy_url
+
+    @property
+    def all_embedded(self) -> bool:
+        """Whether every backend is the embedded default (a developer's machine)."""
+        return all(self.embedded.values())
 
     @property
     def embedded(self) -> dict[str, bool]:
@@ -169,7 +235,7 @@ class Settings(BaseSettings):
 
 
 #: Fields whose values may hold credentials: never echoed in an error.
-_SENSITIVE = frozenset({"database_url", "broker_url", "redis_url", "s3_secret_access_key", "jwt_secret"})
+_SENSITIVE = frozenset({"database_url", "database_owner_url", "broker_url", "redis_url", "s3_secret_access_key", "jwt_secret"})
 
 
 def _describe(exc: ValidationError) -> str:

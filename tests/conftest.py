@@ -9,6 +9,7 @@ column is tested by starting ``fairq up`` with no ``FAIRQ_*`` variable at all
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-#: Where the test servers are; each can be overridden by FAIRQ_TEST_<NAME>.
+#: Where the test servers are; each can be overridden by FAIRQ_TEST_<NAME>. The application
+#: connects as a role that owns no table (so row-level security binds it); migrations as the owner.
 TEST_SERVERS = {
-    "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/fairq_test",
+    "DATABASE_URL": "postgresql://fairq_app@127.0.0.1:5432/fairq_test",
+    "DATABASE_OWNER_URL": "postgresql://postgres@127.0.0.1:5432/fairq_test",
     "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
 }
@@ -26,6 +29,8 @@ TEST_SERVERS = {
 for _name, _default in TEST_SERVERS.items():
     os.environ["FAIRQ_" + _name] = os.environ.get("FAIRQ_TEST_" + _name, _default)
 os.environ.setdefault("FAIRQ_LOG_LEVEL", "INFO")
+os.environ["FAIRQ_JWT_SECRET"] = secrets.token_urlsafe(48)
+os.environ["FAIRQ_BCRYPT_ROUNDS"] = "4"  # fast hashes in tests; the default is 12
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,8 +48,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def ensure_database(url: str) -> None:
-    """Create the PostgreSQL database of ``url`` if it does not exist."""
+def ensure_database(url: str, *, app_role: str | None = None) -> None:
+    """Create the PostgreSQL database of ``url`` (and the application's role) if missing."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
@@ -58,6 +63,10 @@ def ensure_database(url: str) -> None:
         ).scalar()
         if not exists:
             connection.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+        if app_role and not connection.execute(
+            sa.text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": app_role}
+        ).scalar():
+            connection.execute(sa.text(f'CREATE ROLE "{app_role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
     admin.dispose()
 
 
@@ -71,31 +80,34 @@ def settings():
 @pytest.fixture(scope="session")
 def database(settings):
     """The test database on PostgreSQL, migrated from scratch once per session."""
-    from app import migrate
-    from app.db import get_db
-
     import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
 
-    ensure_database(settings.database_url)
-    db = get_db(settings)
-    with db.engine.begin() as connection:  # whatever an earlier run left behind goes
+    from app import migrate
+    from app.db import get_db, get_owner_db
+
+    ensure_database(settings.database_owner_url, app_role=make_url(settings.database_url).username)
+    with get_owner_db(settings).engine.begin() as connection:  # whatever an earlier run left goes
         connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    migrate.upgrade(db)
-    return db
+    migrate.prepare(settings)
+    return get_db(settings)
 
 
 @pytest.fixture
-def db(database):
-    """The migrated test database, emptied before each test."""
+def db(database, settings):
+    """The migrated test database, emptied before each test (the operators' tenant stays)."""
     import sqlalchemy as sa
 
-    from app.db import Base
-
     import app.models  # noqa: F401
+    from app.db import Base, get_owner_db
 
-    with database.engine.begin() as connection:
+    with get_owner_db(settings).engine.begin() as connection:
         names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
         connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        connection.execute(sa.text(
+            "INSERT INTO tenants (id, name, weight, plan, paused, created_at) "
+            "VALUES ('_platform', 'fairq operators', 1, 'default', false, now())"
+        ))
     return database
 
 
@@ -148,13 +160,13 @@ def client(app):
 def sqlite_app(tmp_path):
     """The app on the embedded default (SQLite, local folder), migrated."""
     from app import create_app, migrate
-    from app.db import get_db
     from app.settings import Settings, use_settings
 
     embedded = Settings.load(
-        data_dir=tmp_path / "data", database_url="", broker_url="", redis_url="", s3_bucket=""
+        data_dir=tmp_path / "data", database_url="", database_owner_url="", broker_url="",
+        redis_url="", s3_bucket="", jwt_secret=None,
     )
-    migrate.upgrade(get_db(embedded))
+    migrate.prepare(embedded)
     yield create_app(embedded)
     use_settings(None)
 

@@ -109,6 +109,8 @@ def test_openapi_spec_is_generated_from_the_code(demo):
     spec = demo.get("/openapi.json").get_json()
     assert spec["info"]["title"] == "fairq"
     assert "/readyz" in spec["paths"] and "/healthz" in spec["paths"]
+    # each schema once: no "UserOut1"-style duplicates
+    assert not [name for name in spec["components"]["schemas"] if name[-1].isdigit()]
 
 
 def test_docs_page_uses_local_assets(demo):

@@ -13,7 +13,7 @@ SEED_TABLES = {"fintech_transactions", "reconciliations", "users", "campaigns", 
 
 
 def scratch_postgres(settings) -> Database:
-    url = settings.database_url.rsplit("/", 1)[0] + "/fairq_test_migrations"
+    url = settings.database_owner_url.rsplit("/", 1)[0] + "/fairq_test_migrations"
     ensure_database(url)
     db = Database(Settings.load(database_url=url).sqlalchemy_url)
     with db.engine.begin() as connection:
@@ -75,17 +75,18 @@ def test_a_duplicate_transaction_is_refused_by_the_database(db):
     from sqlalchemy.exc import IntegrityError
 
     from app.ingest.models import FintechTransaction
+    from app.tenancy.scoping import tenant_session
 
-    with db.session() as session:
+    with tenant_session("t1") as session:
         session.add(FintechTransaction(tenant_id="t1", txn_id="X1", amount=Decimal("10.50")))
     try:
-        with db.session() as session:
+        with tenant_session("t1") as session:
             session.add(FintechTransaction(tenant_id="t1", txn_id="X1", amount=Decimal("1")))
     except IntegrityError:
         pass
     else:
         raise AssertionError("the unique key (tenant_id, txn_id) did not hold")
-    with db.session() as session:
+    with tenant_session("t1") as session:
         row = session.scalar(sa.select(FintechTransaction))
         assert row.amount == Decimal("10.50") and row.currency == "INR"
 

@@ -8,8 +8,11 @@ __all__ = ["register_blueprints"]
 
 def register_blueprints(app: APIFlask) -> None:
     """Register every blueprint of the API on ``app``."""
+    from app.api.admin import bp as admin_bp
+    from app.api.auth import bp as auth_bp
     from app.api.docs import bp as docs_bp
     from app.api.health import bp as health_bp
+    from app.api.users import bp as users_bp
 
-    app.register_blueprint(health_bp)
-    app.register_blueprint(docs_bp)
+    for blueprint in (health_bp, docs_bp, auth_bp, users_bp, admin_bp):
+        app.register_blueprint(blueprint)

@@ -16,6 +16,8 @@ from apiflask.exceptions import HTTPError
 from flask import Response, g, json
 from werkzeug.exceptions import HTTPException
 
+from app.errors import ServiceError
+
 __all__ = ["Problem", "problem_response", "init_app", "PROBLEM_MEDIA_TYPE", "problem_type"]
 
 logger = logging.getLogger(__name__)
@@ -154,7 +156,12 @@ def _unhandled(exc: Exception) -> Response:
     return problem_response(500, detail="An unexpected error occurred; it has been logged.")
 
 
+def _service_error(exc: ServiceError) -> Response:
+    return problem_response(exc.status, slug=exc.slug, detail=exc.detail, headers=exc.headers, **exc.extra)
+
+
 def init_app(app: APIFlask) -> None:
     """Make every error response of ``app`` a problem."""
     app.error_processor(_from_http_error)
+    app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(Exception, _unhandled)

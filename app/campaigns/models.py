@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, BigID, JSONType, UTCDateTime, utcnow
+from app.tenancy.scoping import TenantScoped
 
 __all__ = ["Campaign", "CampaignJob", "CAMPAIGN_JOB_STATUSES"]
 
@@ -15,7 +16,7 @@ __all__ = ["Campaign", "CampaignJob", "CAMPAIGN_JOB_STATUSES"]
 CAMPAIGN_JOB_STATUSES = ("success", "retry", "failed")
 
 
-class Campaign(Base):
+class Campaign(TenantScoped, Base):
     """A tenant's campaign (the seed's ``campaigns``)."""
 
     __tablename__ = "campaigns"
@@ -28,7 +29,7 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class CampaignJob(Base):
+class CampaignJob(TenantScoped, Base):
     """One attempt outcome of a campaign's execution: the processing log (the seed's ``campaign_jobs``)."""
 
     __tablename__ = "campaign_jobs"

@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, BigID, JSONType, UTCDateTime, utcnow
+from app.tenancy.scoping import TenantScoped
 
 __all__ = ["FintechTransaction"]
 
 
-class FintechTransaction(Base):
+class FintechTransaction(TenantScoped, Base):
     """One transaction of one tenant, as a source plugin parsed it (the seed's table)."""
 
     __tablename__ = "fintech_transactions"

@@ -7,11 +7,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, BigID, UTCDateTime, utcnow
+from app.tenancy.scoping import TenantScoped
 
 __all__ = ["Reconciliation"]
 
 
-class Reconciliation(Base):
+class Reconciliation(TenantScoped, Base):
     """One break found by a reconciliation (the seed's ``reconciliations``)."""
 
     __tablename__ = "reconciliations"
