@@ -11,9 +11,14 @@ import pytest
 from tests.conftest import clean_env, free_port
 
 
-def get(url):
+def get(url, *, data=None, token=None):
+    request = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         with error:
@@ -68,6 +73,22 @@ def test_fairq_up_serves_the_api_on_the_embedded_default(fairq_up):
 
     status, _, body = get(base + "/openapi.json")
     assert status == 200 and "/readyz" in json.loads(body)["paths"]
+
+
+def test_the_seed_register_and_login_lines_on_the_embedded_default(fairq_up):
+    base, _, cwd = fairq_up
+    user = {"tenant_id": "tenant-123", "email": "user@example.com", "password": "secret123"}
+    status, _, body = get(base + "/register", data=user)
+    assert status == 201, body
+    assert json.loads(body)["role"] == "admin"
+    status, _, body = get(base + "/login", data=user)
+    assert status == 200, body
+    tokens = json.loads(body)
+    assert tokens["token_type"] == "Bearer"
+    status, _, body = get(base + "/me", token=tokens["access_token"])
+    assert status == 200 and json.loads(body)["tenant_id"] == "tenant-123"
+    # the embedded default made its own signing key, readable by its owner only
+    assert (cwd / ".fairq" / "jwt-secret").stat().st_mode & 0o077 == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -123,3 +123,18 @@ def test_the_scheduler_thread_sends_each_due_tick(monkeypatch):
     thread.run()
     assert [s["scheduled_at"] for s in sent] == ["2026-11-25 10:01:00+00:00", "2026-11-25 10:02:00+00:00"]
     assert not waits.is_set()
+
+
+def test_expired_revocations_are_purged(real_settings, db):
+    from app.scheduling.housekeeping import purge_revoked_tokens
+    from app.tenancy.models import RevokedToken
+
+    now = utcnow()
+    with db.session() as session:
+        session.add_all([
+            RevokedToken(jti="old", tenant_id="t", user_id=1, expires_at=now - timedelta(minutes=1)),
+            RevokedToken(jti="live", tenant_id="t", user_id=1, expires_at=now + timedelta(minutes=10)),
+        ])
+    purge_revoked_tokens()  # the actor's function, called directly
+    with db.session() as session:
+        assert session.scalars(sa.select(RevokedToken.jti)).all() == ["live"]

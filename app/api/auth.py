@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema
+from marshmallow import pre_load
 from apiflask.fields import Boolean, DateTime, Email, Integer, String
 from apiflask.validators import Length, OneOf
 from flask import current_app, request
@@ -21,6 +22,13 @@ class RegisterIn(Schema):
     email = Email(required=True, validate=Length(max=320))
     password = String(required=True, validate=Length(max=1024), load_only=True)
     role = String(validate=OneOf(TENANT_ROLES), metadata={"description": "for invitations; default member"})
+
+    @pre_load
+    def _trim_email(self, data, **_kwargs):
+        """Emails are trimmed before they are checked (and lower-cased by the service)."""
+        if isinstance(data, dict) and isinstance(data.get("email"), str):
+            data = {**data, "email": data["email"].strip()}
+        return data
 
 
 class LoginIn(Schema):

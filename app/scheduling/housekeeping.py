@@ -13,7 +13,7 @@ from app.db import get_db, utcnow
 from app.scheduling.periodic import PeriodicRun
 from app.settings import get_settings
 
-__all__ = ["purge_periodic_runs", "purge_old_periodic_runs"]
+__all__ = ["purge_periodic_runs", "purge_old_periodic_runs", "purge_revoked_tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +40,11 @@ def purge_periodic_runs() -> None:
     days = get_settings().periodic_retention_days
     deleted = purge_old_periodic_runs(older_than=timedelta(days=days))
     logger.info("purged %d periodic run records older than %d days", deleted, days)
+
+
+@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, periodic=cron("23 * * * *"))
+def purge_revoked_tokens() -> None:
+    """Hourly: forget revocations of tokens that have expired anyway. Safe to run twice."""
+    from app.tenancy.tokens import purge_expired_revocations
+
+    logger.info("purged %d expired token revocations", purge_expired_revocations())

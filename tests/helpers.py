@@ -1,0 +1,60 @@
+"""Helpers every API test uses: log in as a tenant, and prove another tenant cannot reach a resource."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PASSWORD = "correct-horse-9"
+
+
+@dataclass(frozen=True)
+class Login:
+    """A logged-in user: their tenant, email and tokens."""
+
+    tenant_id: str
+    email: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.access_token)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def login(client, tenant_id: str, email: str, password: str = PASSWORD) -> Login:
+    response = client.post("/login", json={"tenant_id": tenant_id, "email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    return Login(tenant_id, email, body["access_token"], body["refresh_token"])
+
+
+def sign_up(client, tenant_id: str, email: str | None = None, password: str = PASSWORD) -> Login:
+    """Register a new tenant with its first (admin) user, and log in as them."""
+    email = email or f"admin@{tenant_id}.example"
+    response = client.post("/register", json={"tenant_id": tenant_id, "email": email, "password": password})
+    assert response.status_code == 201, response.get_json()
+    return login(client, tenant_id, email, password)
+
+
+def invite(client, admin: Login, email: str, *, role: str = "member", password: str = PASSWORD) -> Login:
+    """An admin registers a user into their own tenant; returns that user logged in."""
+    response = client.post(
+        "/register",
+        json={"tenant_id": admin.tenant_id, "email": email, "password": password, "role": role},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.get_json()
+    return login(client, admin.tenant_id, email, password)
+
+
+def assert_cross_tenant_404(client, method: str, url: str, *, other: Login, json=None) -> None:
+    """Tenant B's token against tenant A's resource: 404 problem, never 200, never the data.
+
+    Call it for every endpoint that names a tenant-owned resource.
+    """
+    response = client.open(url, method=method, json=json, headers=other.headers)
+    assert response.status_code == 404, (method, url, response.status_code, response.get_data(as_text=True))
+    assert response.mimetype == "application/problem+json"
