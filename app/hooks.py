@@ -32,6 +32,7 @@ __all__ = [
     "ParseContext",
     "SourceFileError",
     "Parser",
+    "toolkit",
     "get_plugin_manager",
     "sources",
     "channels",
@@ -230,3 +231,6 @@ def channels(manager: pluggy.PluginManager) -> dict[str, Channel]:
             )
         by_name[channel.name] = channel
     return by_name
+
+
+from app.ingest import toolkit  # noqa: E402
