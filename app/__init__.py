@@ -73,6 +73,7 @@ def create_app(
     db.init_app(app, settings)
     _tenancy(app, settings)
 
+    from app import tasks  # noqa: F401  (the broker and every job kind, which the API enqueues)
     from app.api import problems, register_blueprints
 
     problems.init_app(app)

@@ -134,9 +134,10 @@ def plugins() -> None:
 
 
 def _subsystem_commands() -> list[click.Command]:
+    from app.scheduling.cli import COMMANDS as scheduling
     from app.tenancy.cli import COMMANDS as tenancy
 
-    return [*tenancy]
+    return [*tenancy, *scheduling]
 
 
 for _command in _subsystem_commands():

@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.settings import Settings, get_settings
 
-__all__ = ["Base", "Database", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "get_owner_db", "init_app"]
+__all__ = ["Base", "Database", "AFTER_COMMIT", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "get_owner_db", "init_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+#: The key of ``Connection.info`` and ``Session.info`` holding callables to run after commit.
+AFTER_COMMIT = "after_commit"
 
 #: A 64-bit key; SQLite only auto-increments a plain INTEGER primary key.
 BigID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -99,6 +102,45 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._system_engine: Engine | None = None
+
+    @property
+    def system_engine(self) -> Engine:
+        """A separate pool for system work across tenants (the dispatcher, the gate).
+
+        Its connections are opened for all tenants once (``fairq.all_tenants``
+        at session level), so hot paths pay no extra round trip per
+        transaction; tenant sessions never borrow them.
+        """
+        if self._system_engine is None:
+            if self.dialect == "postgresql":
+                engine = make_engine(self.url)
+
+                def _all_tenants(dbapi_connection, _record) -> None:
+                    cursor = dbapi_connection.cursor()
+                    cursor.execute("SELECT set_config('fairq.all_tenants', 'on', false)")
+                    cursor.close()
+                    dbapi_connection.commit()
+
+                event.listen(engine, "connect", _all_tenants)
+                self._system_engine = engine
+            else:
+                self._system_engine = self.engine
+        return self._system_engine
+
+    @contextmanager
+    def system(self) -> Iterator[sa.Connection]:
+        """A Core connection in a transaction, across all tenants; commits at the end of the block.
+
+        Callables appended to ``connection.info["after_commit"]`` run once the commit is done.
+        """
+        with self.system_engine.begin() as connection:
+            try:
+                yield connection
+            finally:  # info belongs to the pooled connection: never leave callbacks behind
+                callbacks = connection.info.pop(AFTER_COMMIT, ())
+        for callback in callbacks:
+            callback()
 
     @property
     def dialect(self) -> str:
@@ -119,6 +161,19 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._system_engine is not None and self._system_engine is not self.engine:
+            self._system_engine.dispose()
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(AFTER_COMMIT, ()):
+        callback()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_commit(session: Session, _previous_transaction) -> None:
+    session.info.pop(AFTER_COMMIT, None)
 
 
 _lock = threading.Lock()

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
-__all__ = ["Settings", "SettingsError", "get_settings", "use_settings", "ENV_PREFIX"]
+__all__ = ["Settings", "SettingsError", "PlanSpec", "KindLimitSpec", "get_settings", "use_settings", "ENV_PREFIX"]
 
 #: The prefix of every fairq environment variable.
 ENV_PREFIX = "FAIRQ_"
@@ -45,6 +46,29 @@ def _check_scheme(value: str | None, variable: str, schemes: tuple[str, ...]) ->
             f"{', '.join(s + '://' for s in schemes)} (got scheme {scheme or 'none'!r})"
         )
     return value
+
+
+class KindLimitSpec(BaseModel):
+    """Limits of one job kind in a plan; ``None`` means unlimited."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float | None = Field(None, gt=0, description="jobs per second (token bucket refill)")
+    burst: int | None = Field(None, ge=1, description="token bucket capacity (default: max(1, rate))")
+    concurrency: int | None = Field(None, ge=1, description="jobs of this kind in flight at once")
+
+
+class PlanSpec(KindLimitSpec):
+    """A plan: limits for every job kind (overridable per kind), quotas, and queue placement."""
+
+    kinds: dict[str, KindLimitSpec] = Field(default_factory=dict)
+    jobs_per_day: int | None = Field(None, ge=0)
+    jobs_per_month: int | None = Field(None, ge=0)
+    rows_per_day: int | None = Field(None, ge=0)
+    rows_per_month: int | None = Field(None, ge=0)
+    messages_per_day: int | None = Field(None, ge=0)
+    messages_per_month: int | None = Field(None, ge=0)
+    dedicated_queue: bool = Field(False, description="the tenant's jobs go to a queue of its own")
 
 
 def _no_postgres_alias(value: str | None) -> str | None:
@@ -131,6 +155,29 @@ class Settings(BaseSettings):
     )
     login_failure_window_seconds: int = Field(
         900, ge=1, description="The window of both failed-login limits, in seconds."
+    )
+    dispatch_window: int = Field(
+        16, ge=1, le=10_000,
+        description="Jobs kept in flight in the broker at most (about twice the worker threads in all).",
+    )
+    aging_seconds: float = Field(
+        60.0, gt=0, description="Within a tenant, a job gains one priority level per this many seconds waiting."
+    )
+    job_lease_seconds: int = Field(
+        300, ge=10,
+        description="A job dispatched or running past its time limit plus this is presumed lost and re-dispatched.",
+    )
+    retry_backoff_seconds: float = Field(
+        1.0, gt=0, description="First retry delay; each further retry doubles it (with jitter)."
+    )
+    retry_backoff_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")
+    plans: dict[str, PlanSpec] = Field(
+        default_factory=dict,
+        description=(
+            "Named plans as JSON, merged over the built-in ones (default, free, pro, dedicated): "
+            '{"gold": {"rate": 50, "burst": 100, "concurrency": 8, "jobs_per_day": 100000, '
+            '"kinds": {"ingest": {"rate": 2, "concurrency": 1}}}}'
+        ),
     )
 
     @field_validator("log_level")
@@ -224,6 +271,11 @@ class Settings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+        except PydanticSettingsError as exc:  # a complex value that is not JSON
+            field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+            raise SettingsError(
+                f"invalid configuration: {ENV_PREFIX}{field.upper()}: not valid JSON"
+            ) from None
 
     @classmethod
     def variables(cls) -> dict[str, str]:
@@ -245,6 +297,8 @@ def _describe(exc: ValidationError) -> str:
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if loc:
             variable = ENV_PREFIX + loc[0].upper()
+            if len(loc) > 1:
+                variable += f" ({'.'.join(loc[1:])})"
             if message.startswith(ENV_PREFIX):
                 lines.append(message)
             elif loc[0] in _SENSITIVE:

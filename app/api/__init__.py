@@ -10,9 +10,11 @@ def register_blueprints(app: APIFlask) -> None:
     """Register every blueprint of the API on ``app``."""
     from app.api.admin import bp as admin_bp
     from app.api.auth import bp as auth_bp
+    from app.api.dlq import bp as dlq_bp
     from app.api.docs import bp as docs_bp
     from app.api.health import bp as health_bp
+    from app.api.jobs import bp as jobs_bp
     from app.api.users import bp as users_bp
 
-    for blueprint in (health_bp, docs_bp, auth_bp, users_bp, admin_bp):
+    for blueprint in (health_bp, docs_bp, auth_bp, users_bp, jobs_bp, admin_bp, dlq_bp):
         app.register_blueprint(blueprint)

@@ -1,12 +1,11 @@
 """A tenant's users: ``/users`` (admins of the tenant)."""
 from __future__ import annotations
 
-from apiflask import APIBlueprint, Schema
-from apiflask.fields import Integer, List, Nested
+from apiflask import APIBlueprint
 
 from app.api.auth import UserOut
 from app.api.guards import admin_required
-from app.api.pagination import PageIn, page
+from app.api.pagination import PageIn, page, page_of
 from app.errors import Forbidden
 from app.tenancy import service
 from app.tenancy.identity import current_identity
@@ -14,13 +13,7 @@ from app.tenancy.identity import current_identity
 bp = APIBlueprint("users", __name__, tag="Users")
 
 
-class UserItem(UserOut):
-    """A user in a list (see ``app.api.admin.TenantItem`` for why it is its own class)."""
-
-
-class UserPage(Schema):
-    items = List(Nested(UserItem))
-    next = Integer(allow_none=True)
+UserPage = page_of(UserOut, "User")
 
 
 @bp.get("/users")

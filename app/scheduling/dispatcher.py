@@ -1,0 +1,286 @@
+"""The dispatcher: fills a small window of work in the broker, in fair order.
+
+One dispatcher leads at a time (see :mod:`app.scheduling.leader`); it runs as
+a thread in every worker process and in ``fairq up``. Each round it:
+
+1. hears which tenants have news (new jobs, finished jobs) — NOTIFY or the in-process bus;
+2. checks which of its in-flight jobs have ended, and charges their measured
+   run time to their tenants (correcting the estimate charged at dispatch);
+3. asks the fair queue (:mod:`app.scheduling.fairness`) for as many jobs as
+   the window has room for, takes their rate-limit tokens in one batch, and
+   gives back the ones refused;
+4. publishes them in one confirmed batch, then marks them ``dispatched``.
+
+A crash between 4's publish and its mark re-publishes the jobs later: delivery
+is at-least-once, and the gate skips a job that already ran. Every few
+seconds the leader also re-dispatches jobs whose lease expired and re-counts
+the backlog (in case a notification was lost).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from dramatiq import Middleware
+
+from app.db import get_db, utcnow
+from app.quota import LimiterUnavailable, TakeRequest, make_buckets
+from app.quota.buckets import BucketSpec
+from app.quota.plans import limits_for, plan_for
+from app.scheduling.fairness import Candidate, FairQueue
+from app.scheduling.kinds import JOBS_QUEUE, kinds
+from app.scheduling.leader import make_leadership
+from app.scheduling.publisher import make_publisher
+from app.scheduling.store import Head, Store
+from app.settings import Settings, get_settings
+
+__all__ = ["Dispatcher", "DispatcherMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between attempts to become the leader.
+LEADER_RETRY = 2.0
+#: Seconds between reloads of tenants' weights, plans and pauses.
+TENANT_REFRESH = 2.0
+#: Seconds between lease checks and backlog re-counts.
+HOUSEKEEPING = 5.0
+#: Longest wait for news while there is room in the window.
+IDLE_WAIT = 0.5
+#: Wait for news while the window is full (completions arrive as news too).
+FULL_WAIT = 0.05
+#: Weight of a new measurement in a kind's running-time estimate.
+EWMA = 0.2
+
+
+@dataclass
+class InFlight:
+    tenant_id: str
+    kind: str
+    estimate: float
+
+
+class Dispatcher:
+    """The leader's loop (see the module docstring). ``step()`` is one round, for tests."""
+
+    def __init__(self, broker, settings: Settings, *, store: Store | None = None, publisher=None,
+                 buckets=None, leadership=None, clock=time.time) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.store = store or Store(get_db(settings))
+        self.publisher = publisher or make_publisher(broker)
+        self.buckets = buckets or make_buckets(settings)
+        self.leadership = leadership or make_leadership(settings.sqlalchemy_url)
+        self.clock = clock
+        self.window = settings.dispatch_window
+        self.queue = FairQueue(refill=self._refill, aging_seconds=settings.aging_seconds, clock=clock)
+        self.in_flight: dict[int, InFlight] = {}
+        self.estimates: dict[str, float] = {name: k.cost_estimate for name, k in kinds().items()}
+        self.blocked_until: dict[tuple[str, str], float] = {}
+        self.plans: dict[str, str] = {}
+        self.paused: set[str] = set()
+        self._queues: dict[int, str | None] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tenants_at = 0.0
+        self._housekeeping_at = 0.0
+        self._last_due_check = utcnow()
+        self.dispatched = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="fairq-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.leadership.release()
+        self.publisher.close()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.leadership.held:
+                    if not self.leadership.try_acquire():
+                        self._stop.wait(LEADER_RETRY)
+                        continue
+                    self.become_leader()
+                self.step()
+            except Exception:
+                logger.exception("dispatcher round failed; retrying")
+                self._stop.wait(1.0)
+
+    def become_leader(self) -> None:
+        """Load what the previous leader knew: tenants, jobs in flight, the backlog."""
+        logger.info("this process now leads dispatching (window %d)", self.window)
+        self.in_flight.clear()
+        self._refresh_tenants(force=True)
+        counts: dict[str, int] = defaultdict(int)
+        for job_id, tenant_id, kind in self.store.in_flight():
+            self.in_flight[job_id] = InFlight(tenant_id, kind, self.estimates.get(kind, 0.05))
+            counts[tenant_id] += 1
+        for tenant_id, count in counts.items():
+            self.queue.set_in_flight(tenant_id, count)
+        for tenant_id in self.store.backlog():
+            self.queue.notify(tenant_id)
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One round; returns how many jobs were dispatched."""
+        full = len(self.in_flight) >= self.window
+        for tenant_id in self.leadership.wait_for_news(FULL_WAIT if full else IDLE_WAIT):
+            self.queue.notify(tenant_id)
+        self._refresh_tenants()
+        self._collect_finished()
+        if time.monotonic() - self._housekeeping_at > HOUSEKEEPING:
+            self._housekeeping()
+        self._notify_due()
+        free = self.window - len(self.in_flight)
+        if free <= 0:
+            return 0
+        chosen = self._choose(free)
+        if not chosen:
+            return 0
+        self._publish(chosen)
+        return len(chosen)
+
+    def _choose(self, free: int) -> list[Candidate]:
+        now = time.monotonic()
+        chosen = self.queue.select(free, blocked=lambda t, k: self.blocked_until.get((t, k), 0) > now
+                                   or self._at_kind_cap(t, k))
+        return self._take_tokens(chosen)
+
+    def _at_kind_cap(self, tenant_id: str, kind: str) -> bool:
+        cap = limits_for(plan_for(self.settings, self.plans.get(tenant_id, "default")), kind).concurrency
+        if cap is None:
+            return False
+        running = sum(1 for f in self.in_flight.values() if f.tenant_id == tenant_id and f.kind == kind)
+        return running >= cap
+
+    def _take_tokens(self, chosen: list[Candidate]) -> list[Candidate]:
+        """Take a rate-limit token for each chosen job in one batch; give back the refused ones."""
+        wanted: dict[tuple[str, str], list[Candidate]] = defaultdict(list)
+        specs: dict[tuple[str, str], BucketSpec] = {}
+        for candidate in chosen:
+            limits = limits_for(plan_for(self.settings, self.plans.get(candidate.tenant_id, "default")),
+                                candidate.kind)
+            if limits.rate is not None:
+                key = (candidate.tenant_id, candidate.kind)
+                wanted[key].append(candidate)
+                specs[key] = BucketSpec(rate=limits.rate, burst=limits.burst or 1)
+        if not wanted:
+            return chosen
+        keys = list(wanted)
+        requests = [TakeRequest(f"t:{t}:k:{k}", specs[(t, k)], len(wanted[(t, k)])) for t, k in keys]
+        try:
+            granted = self.buckets.take(requests)
+        except LimiterUnavailable:
+            logger.warning("rate limiter unavailable: rate-limited jobs wait")
+            granted = [0] * len(keys)
+        refused: set[int] = set()
+        for key, request, count in zip(keys, requests, granted):
+            for candidate in wanted[key][count:]:
+                refused.add(candidate.job_id)
+            if count < request.count:
+                try:
+                    wait = self.buckets.wait_time(request.key, request.spec, 1)
+                except LimiterUnavailable:
+                    wait = 1.0
+                self.blocked_until[key] = time.monotonic() + max(wait, 0.001)
+        for candidate in reversed(chosen):
+            if candidate.job_id in refused:
+                self.queue.unselect(candidate)
+        return [c for c in chosen if c.job_id not in refused]
+
+    def _publish(self, chosen: list[Candidate]) -> None:
+        by_kind = kinds()
+        messages = []
+        for candidate in chosen:
+            message = by_kind[candidate.kind].actor.message(candidate.job_id)
+            queue = self._queues.pop(candidate.job_id, None)
+            if queue and queue != JOBS_QUEUE:
+                message = message.copy(queue_name=queue)
+            messages.append(message)
+        try:
+            self.publisher.publish(messages)
+        except Exception:
+            logger.exception("publishing %d jobs failed; they stay queued", len(messages))
+            for candidate in reversed(chosen):
+                self.queue.unselect(candidate)
+            return
+        self.store.mark_dispatched([c.job_id for c in chosen])
+        for candidate in chosen:
+            self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
+        self.dispatched += len(chosen)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _refill(self, tenant_id: str, n: int) -> list[Candidate]:
+        exclude = [job_id for job_id, f in self.in_flight.items() if f.tenant_id == tenant_id]
+        heads = self.store.heads(tenant_id, n, exclude=exclude)
+        return [self._candidate(head) for head in heads]
+
+    def _candidate(self, head: Head) -> Candidate:
+        if head.queue:
+            self._queues[head.job_id] = head.queue
+        return Candidate(
+            job_id=head.job_id, tenant_id=head.tenant_id, kind=head.kind, priority=head.priority,
+            seq=head.job_id, enqueued_at=head.enqueued_at.timestamp(),
+            cost=head.cost_estimate or self.estimates.get(head.kind, 0.05),
+        )
+
+    def _collect_finished(self) -> None:
+        for done in self.store.finished(list(self.in_flight)):
+            flight = self.in_flight.pop(done.job_id)
+            actual = max(0.0, done.run_seconds)
+            self.queue.complete(flight.tenant_id, estimated=flight.estimate, actual=actual)
+            if done.state in ("succeeded", "failed", "dead") and actual > 0:
+                previous = self.estimates.get(flight.kind, actual)
+                self.estimates[flight.kind] = (1 - EWMA) * previous + EWMA * actual
+
+    def _refresh_tenants(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._tenants_at < TENANT_REFRESH:
+            return
+        self._tenants_at = time.monotonic()
+        for tenant_id, (weight, plan, paused) in self.store.tenants().items():
+            cap = plan_for(self.settings, plan).concurrency
+            self.queue.set_tenant(tenant_id, weight=weight, paused=paused, cap=cap)
+            self.plans[tenant_id] = plan
+
+    def _notify_due(self) -> None:
+        """Tenants whose waiting jobs (retry backoffs, deferrals) have come due."""
+        now = utcnow()
+        for tenant_id in self.store.due_since(self._last_due_check, now):
+            self.queue.notify(tenant_id)
+        self._last_due_check = now
+
+    def _housekeeping(self) -> None:
+        self._housekeeping_at = time.monotonic()
+        limits = {name: k.time_limit for name, k in kinds().items()}
+        self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=limits)
+        for tenant_id in self.store.backlog():
+            self.queue.notify(tenant_id)
+
+
+class DispatcherMiddleware(Middleware):
+    """Runs a dispatcher thread in each worker process (one of them leads)."""
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+
+    def after_worker_boot(self, broker, worker) -> None:
+        """Called once a worker has started: starts this process's dispatcher."""
+        self.dispatcher = Dispatcher(broker, get_settings())
+        self.dispatcher.start()
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        """Called when a worker stops: stops dispatching first, so nothing new arrives."""
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+            self.dispatcher = None

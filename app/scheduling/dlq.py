@@ -1,0 +1,143 @@
+"""Dead letters: jobs with no retry left, to inspect, replay or purge.
+
+A dead job's row keeps everything needed to replay it (kind, payload,
+priority, tenant), so replay works after Dramatiq has dropped the message
+from RabbitMQ's dead-letter queue (it does after 7 days). Replay puts the job
+back through the fair scheduler; both replay and purge also remove the job's
+message from the broker's dead-letter queue, so it is never seen twice.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from app.db import Database, get_db
+from app.errors import Invalid
+from app.scheduling import signals
+from app.scheduling.kinds import JOBS_QUEUE
+from app.scheduling.models import Job
+
+__all__ = ["DeadFilter", "list_dead", "replay", "purge", "drop_broker_dead_letters"]
+
+logger = logging.getLogger(__name__)
+
+jobs = Job.__table__
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    """Which dead jobs: all, or of a tenant, a kind, or these ids."""
+
+    tenant_id: str | None = None
+    kind: str | None = None
+    job_ids: tuple[int, ...] = ()
+
+    def where(self):
+        clauses = [jobs.c.state == "dead"]
+        if self.tenant_id:
+            clauses.append(jobs.c.tenant_id == self.tenant_id)
+        if self.kind:
+            clauses.append(jobs.c.kind == self.kind)
+        if self.job_ids:
+            clauses.append(jobs.c.id.in_(self.job_ids))
+        return sa.and_(*clauses)
+
+    @property
+    def everything(self) -> bool:
+        return not (self.tenant_id or self.kind or self.job_ids)
+
+
+def list_dead(selection: DeadFilter, *, after: int | None = None, limit: int = 100,
+              db: Database | None = None) -> list[dict]:
+    """Dead jobs, newest first."""
+    query = sa.select(jobs).where(selection.where()).order_by(jobs.c.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(jobs.c.id < after)
+    with (db or get_db()).system() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def replay(selection: DeadFilter, *, broker=None, db: Database | None = None, allow_all: bool = False) -> list[int]:
+    """Put dead jobs back in the queue with fresh attempts. Returns their ids.
+
+    Raises:
+      Invalid: no filter was given and ``allow_all`` is not set.
+    """
+    _refuse_everything(selection, allow_all)
+    with (db or get_db()).system() as connection:
+        rows = connection.execute(
+            jobs.update().where(selection.where())
+            .values(state="queued", attempts=0, not_before=None, finished_at=None, cancel_requested=False)
+            .returning(jobs.c.id, jobs.c.tenant_id)
+        ).all()
+        for tenant_id in {tenant for _, tenant in rows}:
+            signals.announce(connection, tenant_id)
+    ids = [job_id for job_id, _ in rows]
+    if ids and broker is not None:
+        drop_broker_dead_letters(broker, ids)
+    logger.info("replayed %d dead jobs", len(ids))
+    return ids
+
+
+def purge(selection: DeadFilter, *, broker=None, db: Database | None = None, allow_all: bool = False) -> list[int]:
+    """Forget dead jobs for good: their rows and their dead-letter messages. Returns their ids."""
+    _refuse_everything(selection, allow_all)
+    with (db or get_db()).system() as connection:
+        ids = list(connection.scalars(jobs.delete().where(selection.where()).returning(jobs.c.id)))
+    if ids and broker is not None:
+        drop_broker_dead_letters(broker, ids)
+    logger.info("purged %d dead jobs", len(ids))
+    return ids
+
+
+def _refuse_everything(selection: DeadFilter, allow_all: bool) -> None:
+    if selection.everything and not allow_all:
+        raise Invalid("give a tenant, a kind or job ids (or ask for all of them explicitly)")
+
+
+def drop_broker_dead_letters(broker, job_ids: Sequence[int], *, queue: str = JOBS_QUEUE) -> int:
+    """Remove the dead-letter messages of these jobs from the broker; keep every other one."""
+    wanted = set(job_ids)
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+    from dramatiq.brokers.stub import StubBroker
+
+    if isinstance(broker, StubBroker):
+        letters = broker.dead_letters_by_queue.get(queue, [])
+        kept = [m for m in letters if not (m.args and m.args[0] in wanted)]
+        dropped = len(letters) - len(kept)
+        letters[:] = kept
+        return dropped
+    if isinstance(broker, RabbitmqBroker):
+        return _drop_rabbitmq(broker, wanted, queue)
+    return 0
+
+
+def _drop_rabbitmq(broker, wanted: set[int], queue: str) -> int:
+    import pika
+    from dramatiq import Message
+    from dramatiq.common import xq_name
+
+    dead_queue = xq_name(queue)
+    connection = pika.BlockingConnection(broker.parameters[0])
+    dropped = 0
+    try:
+        channel = connection.channel()
+        waiting = channel.queue_declare(dead_queue, passive=True).method.message_count
+        for _ in range(waiting):  # each message once: kept ones go to the back of the queue
+            method, properties, body = channel.basic_get(dead_queue)
+            if method is None:
+                break
+            message = Message.decode(body)
+            if message.args and message.args[0] in wanted:
+                dropped += 1
+            else:
+                channel.basic_publish("", dead_queue, body, properties)
+            channel.basic_ack(method.delivery_tag)
+    except pika.exceptions.ChannelClosedByBroker:
+        pass  # no dead-letter queue yet: nothing to drop
+    finally:
+        connection.close()
+    return dropped

@@ -1,0 +1,156 @@
+"""The gate: a Dramatiq middleware that admits each job message and records its outcome.
+
+Before a job's actor runs, the gate marks the job ``running`` in the database
+— only if it is still waiting, not cancelled, and its tenant is not paused —
+and re-checks the tenant's concurrency cap for that kind (the dispatcher
+checked both; they can change while a message waits). A job it turns away is
+either finished already (a duplicate delivery: skipped) or deferred: put back
+in the queue for later, with no attempt or retry used. After the actor, the
+gate records the outcome, the run time and the usage, in one transaction.
+
+Only :class:`~dramatiq.middleware.SkipMessage` stops a message from a
+``before_`` hook; any other exception would be logged and swallowed by
+Dramatiq and the job would run unchecked. So every failure in the gate itself
+(the database being down, say) becomes a skip: the job stays ``dispatched``
+and the dispatcher's lease check re-dispatches it later. Nothing is lost.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from datetime import timedelta
+
+from dramatiq import Middleware
+from dramatiq.middleware import SkipMessage
+
+from app.db import get_db, utcnow
+from app.quota.plans import limits_for, plan_for
+from app.scheduling.jobs import DEDICATED_PREFIX
+from app.scheduling.kinds import JobContext, current_job, kind_for_actor, set_current_job
+from app.scheduling.store import Started, Store
+from app.settings import get_settings
+
+__all__ = ["Gate", "backoff"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a job waits when its tenant is paused or at its concurrency cap.
+DEFER_SECONDS = 1.0
+#: Seconds the gate trusts its copy of the tenants' plans.
+PLAN_TTL = 5.0
+
+
+def backoff(attempt: int, *, base: float, maximum: float, rng: random.Random | None = None) -> float:
+    """Seconds before retry number ``attempt``: exponential, capped, with jitter (0.5x to 1.5x)."""
+    delay = min(maximum, base * 2 ** max(0, attempt - 1))
+    return delay * (rng or random).uniform(0.5, 1.5)
+
+
+class Gate(Middleware):
+    """Admits job messages and records their outcomes (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._plans: dict[str, str] = {}
+        self._plans_at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        return Store(get_db())
+
+    def before_worker_boot(self, broker, worker) -> None:
+        """Called before a worker starts: declares the dedicated queues it was told to consume (``-Q``)."""
+        for queue in sorted(worker.consumer_whitelist or ()):
+            if queue.startswith(DEDICATED_PREFIX):
+                broker.declare_queue(queue)
+
+    def before_process_message(self, broker, message) -> None:
+        """Called before a message is processed.
+
+        Raises:
+          SkipMessage: the job must not run now (finished, cancelled, deferred, or the gate failed).
+        """
+        kind = kind_for_actor(message.actor_name)
+        if kind is None:
+            return
+        job_id = int(message.args[0])
+        try:
+            started = self.store.start(job_id, redelivered=bool(getattr(message, "redelivered", False)))
+            if started is None:
+                self._turn_away(job_id)
+                raise SkipMessage()
+            cap = limits_for(plan_for(get_settings(), self._plan(started.tenant_id)), started.kind).concurrency
+            if cap is not None and self.store.running_count(started.tenant_id, started.kind) > cap:
+                self.store.defer(job_id, seconds=DEFER_SECONDS, reason="concurrency cap")
+                logger.info("job %s deferred: concurrency cap", job_id, extra={"job_id": job_id, "state": "queued"})
+                raise SkipMessage()
+        except SkipMessage:
+            raise
+        except Exception:
+            logger.exception("gate failed for job %s; left for re-dispatch", job_id)
+            raise SkipMessage() from None
+        self._local.started = started
+        set_current_job(JobContext(
+            job_id=job_id, tenant_id=started.tenant_id, kind=started.kind, payload=started.payload,
+            attempt=started.attempt, max_retries=started.max_retries, reporter=self.store,
+        ))
+        logger.info("job %s running (attempt %d)", job_id, started.attempt,
+                    extra={"job_id": job_id, "tenant_id": started.tenant_id, "state": "running"})
+
+    def _turn_away(self, job_id: int) -> None:
+        reason = self.store.why_not_started(job_id)
+        if reason == "paused":
+            self.store.defer(job_id, seconds=DEFER_SECONDS, reason="tenant paused")
+        logger.info("job %s not run: %s", job_id, reason, extra={"job_id": job_id})
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        """Called after a message is processed: records the job's outcome, run time and usage."""
+        job = current_job()
+        started: Started | None = getattr(self._local, "started", None)
+        if job is None or started is None:
+            return
+        set_current_job(None)
+        self._local.started = None
+        settings = get_settings()
+        run_seconds = time.monotonic() - job.started
+        not_before = None
+        if exception is not None:
+            state, error = "dead", repr(exception)
+        elif job.cancelled:
+            state, error = "cancelled", "cancelled while running"
+        elif job.failure is not None:
+            state, error = "failed", repr(job.failure)
+            delay = backoff(job.attempt, base=settings.retry_backoff_seconds,
+                            maximum=settings.retry_backoff_max_seconds)
+            not_before = utcnow() + timedelta(seconds=delay)
+        else:
+            state, error = "succeeded", None
+        try:
+            self.store.finish(started, state=state, run_seconds=run_seconds, error=error,
+                              result=job.result, not_before=not_before)
+        except Exception:
+            logger.exception("could not record the outcome of job %s; left for re-dispatch", job.job_id)
+            return
+        logger.info("job %s %s", job.job_id, state, extra={
+            "job_id": job.job_id, "tenant_id": job.tenant_id, "state": state,
+            "run_seconds": round(run_seconds, 4),
+        })
+
+    def after_skip_message(self, broker, message) -> None:
+        """Called for skipped messages too: a job admitted and then skipped goes back to the queue."""
+        job = current_job()
+        if job is None or getattr(self._local, "started", None) is None:
+            return
+        set_current_job(None)
+        self._local.started = None
+        self.store.defer(job.job_id, seconds=0, reason="skipped")
+
+    def _plan(self, tenant_id: str) -> str:
+        with self._lock:
+            if time.monotonic() - self._plans_at > PLAN_TTL or tenant_id not in self._plans:
+                self._plans = {t: plan for t, (_w, plan, _p) in self.store.tenants().items()}
+                self._plans_at = time.monotonic()
+            return self._plans.get(tenant_id, "default")

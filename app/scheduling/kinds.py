@@ -1,0 +1,184 @@
+"""Job kinds: what a job does, declared once with :func:`job_kind`.
+
+A job kind is a Dramatiq actor that takes a job id (never an object). The gate
+middleware admits each message, marks the job running and hands the actor a
+:class:`JobContext`; the actor may report progress, check for cancellation at
+checkpoints and return a small result. Retries go back through the fair
+scheduler, never straight to the broker: the actor swallows a failure that has
+retries left (the gate records it and the dispatcher re-dispatches after a
+backoff) and raises only the last one, which Dramatiq then dead-letters.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+
+__all__ = [
+    "JobKind",
+    "JobContext",
+    "JobCancelled",
+    "job_kind",
+    "kinds",
+    "kind_for_actor",
+    "current_job",
+    "JOBS_QUEUE",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The broker queue of every job kind (tenants on a dedicated plan get ``fairq.t.<tenant>``).
+JOBS_QUEUE = "fairq.jobs"
+#: Least seconds between two progress writes of one job.
+PROGRESS_INTERVAL = 0.5
+
+
+class JobCancelled(Exception):
+    """Raised by :meth:`JobContext.checkpoint` when the job was cancelled: the job stops there."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A declared job kind and its policy."""
+
+    name: str
+    actor: dramatiq.Actor
+    max_retries: int
+    time_limit: float
+    cost_estimate: float
+    api: bool
+
+
+@dataclass
+class JobContext:
+    """What a running job knows about itself, and how it reports back."""
+
+    job_id: int
+    tenant_id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    max_retries: int
+    #: set by the store: writes progress, reads cancellation
+    reporter: Any = None
+    failure: BaseException | None = None
+    cancelled: bool = False
+    result: dict[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)
+    _last_progress: float = 0.0
+    _last_check: float = 0.0
+
+    @property
+    def retries_left(self) -> bool:
+        return self.attempt <= self.max_retries
+
+    def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        """Report progress; written at most every half second (and always at the end)."""
+        now = time.monotonic()
+        if self.reporter is not None and (now - self._last_progress >= PROGRESS_INTERVAL or done == total):
+            self._last_progress = now
+            self.reporter.progress(self.job_id, done, total, message)
+
+    def checkpoint(self) -> None:
+        """Stop here if the job was cancelled (asked at most every half second).
+
+        Raises:
+          JobCancelled: the job was cancelled while it ran.
+        """
+        now = time.monotonic()
+        if self.reporter is None or now - self._last_check < PROGRESS_INTERVAL:
+            return
+        self._last_check = now
+        if self.reporter.cancel_requested(self.job_id):
+            raise JobCancelled()
+
+
+_local = threading.local()
+_kinds: dict[str, JobKind] = {}
+_by_actor: dict[str, JobKind] = {}
+
+
+def current_job() -> JobContext | None:
+    """The job the current worker thread runs (set by the gate)."""
+    return getattr(_local, "job", None)
+
+
+def set_current_job(job: JobContext | None) -> None:
+    _local.job = job
+
+
+def kinds() -> dict[str, JobKind]:
+    """Every declared job kind by name."""
+    return dict(_kinds)
+
+
+def kind_for_actor(actor_name: str) -> JobKind | None:
+    """The job kind a Dramatiq actor runs, or ``None`` for other actors."""
+    return _by_actor.get(actor_name)
+
+
+def job_kind(
+    name: str,
+    *,
+    max_retries: int = 3,
+    time_limit: float = 600.0,
+    cost_estimate: float = 0.05,
+    api: bool = False,
+) -> Callable[[Callable[[JobContext], dict | None]], JobKind]:
+    """Declare a job kind.
+
+    Parameters:
+      name: the kind's name, e.g. ``ingest``.
+      max_retries: retries after the first attempt before the job is dead.
+      time_limit: seconds an attempt may run (keep it below RabbitMQ's consumer
+        ack timeout, 30 minutes by default).
+      cost_estimate: expected run time in seconds, charged at dispatch until
+        the kind's measured run time replaces it.
+      api: whether tenants may enqueue it directly with ``POST /jobs``.
+
+    Returns:
+      A decorator for ``fn(job: JobContext) -> dict | None``.
+    """
+    if name in _kinds:
+        raise ValueError(f"job kind {name!r} is declared twice")
+    if time_limit >= 1800:
+        raise ValueError("time_limit must stay below RabbitMQ's 30 minute consumer ack timeout")
+
+    def decorate(fn: Callable[[JobContext], dict | None]) -> JobKind:
+        import app.broker  # noqa: F401  (the broker is set before the actor is declared)
+
+        def run(job_id: int) -> None:
+            job = current_job()
+            if job is None or job.job_id != job_id:
+                logger.error("job %s reached its actor without the gate; not run", job_id)
+                return
+            try:
+                job.result = fn(job)
+            except JobCancelled:
+                job.cancelled = True
+            except Exception as exc:
+                if not job.retries_left:
+                    raise  # Dramatiq fails the message: it goes to the dead-letter queue
+                logger.warning("job %s attempt %d failed: %r; will retry", job_id, job.attempt, exc)
+                job.failure = exc
+
+        run.__name__ = run.__qualname__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        actor = dramatiq.actor(
+            run,
+            actor_name=f"fairq_job_{name.replace('.', '_')}",
+            queue_name=JOBS_QUEUE,
+            max_retries=0,
+            time_limit=int(time_limit * 1000),
+        )
+        declared = JobKind(name, actor, max_retries, time_limit, cost_estimate, api)
+        _kinds[name] = declared
+        _by_actor[actor.actor_name] = declared
+        return declared
+
+    return decorate

@@ -1,0 +1,93 @@
+"""Publishing a batch of job messages, all confirmed by the broker or none counted.
+
+Dramatiq's RabbitMQ broker publishes one message per confirm round trip (with
+``confirm_delivery=True``): about 560 messages/s here. The dispatcher sends
+whole batches instead, on a channel of its own in transaction mode: publish
+the batch, then one ``tx.commit`` — when it returns, RabbitMQ holds every
+message (persistent, on durable queues). ``bench/publish.py`` measures this
+against per-message confirms.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import dramatiq
+from dramatiq.broker import Broker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+__all__ = ["Publisher", "make_publisher"]
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Publishes through the broker itself (the in-process StubBroker)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def publish(self, messages: Sequence[dramatiq.Message]) -> None:
+        """Send every message; raises if any could not be sent."""
+        for message in messages:
+            self.broker.enqueue(message)
+
+    def close(self) -> None:
+        pass
+
+
+class RabbitmqTxPublisher(Publisher):
+    """Publishes a batch in one AMQP transaction on a dedicated connection."""
+
+    def __init__(self, broker: RabbitmqBroker) -> None:
+        super().__init__(broker)
+        self._connection = None
+        self._channel = None
+        self._declared: set[str] = set()
+
+    def _open(self):
+        import pika
+
+        if self._channel is None or self._channel.is_closed:
+            self.close()
+            self._connection = pika.BlockingConnection(self.broker.parameters[0])
+            self._channel = self._connection.channel()
+            self._channel.tx_select()
+        return self._channel
+
+    def publish(self, messages: Sequence[dramatiq.Message]) -> None:
+        import pika
+
+        if not messages:
+            return
+        for queue in {m.queue_name for m in messages} - self._declared:
+            self.broker.declare_queue(queue, ensure=True)
+            self._declared.add(queue)
+        try:
+            channel = self._open()
+            for message in messages:
+                channel.basic_publish(
+                    exchange="",
+                    routing_key=message.queue_name,
+                    body=message.encode(),
+                    properties=pika.BasicProperties(delivery_mode=2),
+                )
+            channel.tx_commit()
+        except Exception:
+            self.close()  # the next batch starts on a fresh channel
+            raise
+
+    def close(self) -> None:
+        try:
+            if self._connection is not None and self._connection.is_open:
+                self._connection.close()
+        except Exception:  # closing a broken connection can fail in many ways; it is gone either way
+            logger.debug("closing the publisher's connection failed", exc_info=True)
+        self._connection = self._channel = None
+
+
+def make_publisher(broker: Broker) -> Publisher:
+    """The publisher for ``broker``."""
+    if isinstance(broker, RabbitmqBroker):
+        return RabbitmqTxPublisher(broker)
+    return Publisher(broker)

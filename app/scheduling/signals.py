@@ -1,0 +1,69 @@
+"""Wake the dispatcher when a tenant has new work, and when a job ends.
+
+On PostgreSQL a ``NOTIFY`` is sent in the same transaction as the change, so
+the dispatcher hears of a job exactly when it commits (never before: the
+outbox). On the embedded default the dispatcher runs in the same process and
+an in-process bus carries the same news, published after the commit.
+"""
+from __future__ import annotations
+
+import threading
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.db import AFTER_COMMIT
+
+__all__ = ["CHANNEL", "announce", "bus", "LocalBus"]
+
+#: The PostgreSQL channel the dispatcher listens on; the payload is a tenant id.
+CHANNEL = "fairq_jobs"
+
+
+class LocalBus:
+    """Tenants with news, for a dispatcher in the same process."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._pending: set[str] = set()
+
+    def publish(self, tenant_ids) -> None:
+        with self._condition:
+            self._pending.update(tenant_ids)
+            self._condition.notify_all()
+
+    def wait(self, timeout: float) -> set[str]:
+        """The tenants announced since the last call (waiting up to ``timeout`` for one)."""
+        with self._condition:
+            if not self._pending:
+                self._condition.wait(timeout)
+            pending, self._pending = self._pending, set()
+            return pending
+
+
+#: The process's bus.
+bus = LocalBus()
+
+
+def announce(target: sa.Connection | Session, tenant_id: str) -> None:
+    """Tell the dispatcher, once ``target``'s transaction commits, that ``tenant_id`` has news."""
+    dialect = target.bind.dialect.name if isinstance(target, Session) else target.dialect.name
+    if dialect == "postgresql":
+        target.execute(sa.text("SELECT pg_notify(:channel, :tenant)"), {"channel": CHANNEL, "tenant": tenant_id})
+        return
+    callbacks = target.info.setdefault(AFTER_COMMIT, [])
+    for callback in callbacks:
+        if isinstance(callback, _Publish):
+            callback.tenants.add(tenant_id)
+            return
+    callbacks.append(_Publish({tenant_id}))
+
+
+class _Publish:
+    """An after-commit callback that publishes the tenants of one transaction on the bus."""
+
+    def __init__(self, tenants: set[str]) -> None:
+        self.tenants = tenants
+
+    def __call__(self) -> None:
+        bus.publish(self.tenants)

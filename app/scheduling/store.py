@@ -1,0 +1,331 @@
+"""The job state transitions the dispatcher and the gate make, as single SQL statements.
+
+These run on the system pool (across tenants) and are the hot path: each is
+one round trip, and state conditions in the ``WHERE`` clause make every
+transition safe to attempt twice (at-least-once delivery, two dispatchers in a
+failover, a worker killed mid-job).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.db import Database, utcnow
+from app.quota.models import UsageDaily
+from app.scheduling import signals
+from app.scheduling.models import Job
+from app.tenancy.models import Tenant
+
+__all__ = ["Store", "Started", "Head", "Finished"]
+
+logger = logging.getLogger(__name__)
+
+jobs = Job.__table__
+tenants = Tenant.__table__
+usage = UsageDaily.__table__
+
+#: States the dispatcher may pick a job from (``failed`` once its backoff has passed).
+DISPATCHABLE = ("queued", "failed")
+
+
+@dataclass(frozen=True)
+class Started:
+    """A job the gate admitted: what the actor needs."""
+
+    job_id: int
+    tenant_id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class Head:
+    """A queued job as the dispatcher sees it."""
+
+    job_id: int
+    tenant_id: str
+    kind: str
+    priority: int
+    enqueued_at: datetime
+    cost_estimate: float | None
+    queue: str | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An in-flight job that is no longer in flight, and the worker time it took."""
+
+    job_id: int
+    tenant_id: str
+    kind: str
+    state: str
+    run_seconds: float
+
+
+class Store:
+    """Job transitions on one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- the gate ----------------------------------------------------------------------------
+
+    def start(self, job_id: int, *, redelivered: bool) -> Started | None:
+        """Mark a job running if it may run now; ``None`` if not (finished, cancelled, paused, ...)."""
+        now = utcnow()
+        startable = [
+            jobs.c.state.in_(("queued", "dispatched")),
+            sa.and_(jobs.c.state == "failed", sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now)),
+        ]
+        if redelivered:  # the worker that ran it died: RabbitMQ delivers the message again
+            startable.append(jobs.c.state == "running")
+        not_paused = ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery()
+        statement = (
+            jobs.update()
+            .where(jobs.c.id == job_id, sa.or_(*startable), jobs.c.cancel_requested.is_(False), not_paused)
+            .values(state="running", started_at=now, attempts=jobs.c.attempts + 1, last_error=None)
+            .returning(jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries)
+        )
+        with self.db.system() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            return None
+        return Started(job_id, row[0], row[1], row[2] or {}, row[3], row[4])
+
+    def why_not_started(self, job_id: int) -> str:
+        """Why :meth:`start` refused: ``missing``, ``paused``, ``cancelled``, or the job's state."""
+        with self.db.system() as connection:
+            row = connection.execute(
+                sa.select(jobs.c.state, jobs.c.cancel_requested, tenants.c.paused)
+                .join(tenants, tenants.c.id == jobs.c.tenant_id)
+                .where(jobs.c.id == job_id)
+            ).first()
+        if row is None:
+            return "missing"
+        state, cancel_requested, paused = row
+        if state in ("queued", "dispatched", "failed") and paused:
+            return "paused"
+        if cancel_requested and state not in ("succeeded", "dead", "cancelled"):
+            return "cancelled"
+        return state
+
+    def running_count(self, tenant_id: str, kind: str) -> int:
+        """Jobs of this tenant and kind running now."""
+        with self.db.system() as connection:
+            return connection.scalar(
+                sa.select(sa.func.count()).select_from(jobs)
+                .where(jobs.c.tenant_id == tenant_id, jobs.c.kind == kind, jobs.c.state == "running")
+            )
+
+    def defer(self, job_id: int, *, seconds: float, reason: str) -> None:
+        """Put a job back in the queue for later, without using an attempt or a retry."""
+        not_before = utcnow() + timedelta(seconds=seconds)
+        with self.db.system() as connection:
+            tenant_id = connection.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state.in_(("queued", "dispatched", "failed", "running")))
+                .values(
+                    state="queued",
+                    not_before=not_before,
+                    attempts=sa.case((jobs.c.state == "running", jobs.c.attempts - 1), else_=jobs.c.attempts),
+                    progress_message=f"deferred: {reason}",
+                )
+                .returning(jobs.c.tenant_id)
+            ).scalar()
+            if tenant_id is not None:
+                signals.announce(connection, tenant_id)
+
+    def finish(
+        self,
+        started: Started,
+        *,
+        state: str,
+        run_seconds: float,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        not_before: datetime | None = None,
+    ) -> None:
+        """Record the outcome of an attempt and meter its usage, in one transaction."""
+        now = utcnow()
+        result = result or {}
+        with self.db.system() as connection:
+            connection.execute(
+                jobs.update()
+                .where(jobs.c.id == started.job_id, jobs.c.state == "running")
+                .values(
+                    state=state,
+                    finished_at=now if state in ("succeeded", "dead", "cancelled") else None,
+                    run_seconds=jobs.c.run_seconds + run_seconds,
+                    last_error=error,
+                    result=result if state == "succeeded" else jobs.c.result,
+                    not_before=not_before,
+                )
+            )
+            add_usage(
+                connection,
+                tenant_id=started.tenant_id,
+                kind=started.kind,
+                day=now.date(),
+                run_seconds=run_seconds,
+                rows=int(result.get("rows_loaded", 0) or 0),
+                messages=int(result.get("messages", 0) or 0),
+                failures=0 if state == "succeeded" else 1,
+            )
+            signals.announce(connection, started.tenant_id)
+
+    # -- progress and cancellation (the running job) ----------------------------------------
+
+    def progress(self, job_id: int, done: int, total: int | None, message: str | None) -> None:
+        with self.db.system() as connection:
+            connection.execute(
+                jobs.update().where(jobs.c.id == job_id)
+                .values(progress_done=done, progress_total=total, progress_message=message)
+            )
+
+    def cancel_requested(self, job_id: int) -> bool:
+        with self.db.system() as connection:
+            return bool(connection.scalar(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)))
+
+    # -- the dispatcher ----------------------------------------------------------------------
+
+    def heads(self, tenant_id: str, n: int, *, exclude: Iterable[int] = ()) -> list[Head]:
+        """Up to ``n`` dispatchable jobs of each priority of one tenant, oldest first."""
+        now = utcnow()
+        excluded = list(exclude)
+        columns = (jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.priority, jobs.c.enqueued_at,
+                   jobs.c.cost_estimate, jobs.c.queue)
+        parts = []
+        for priority in (2, 1, 0):
+            query = (
+                sa.select(*columns)
+                .where(
+                    jobs.c.tenant_id == tenant_id,
+                    jobs.c.state.in_(DISPATCHABLE),
+                    jobs.c.priority == priority,
+                    sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+                )
+                .order_by(jobs.c.id)
+                .limit(n)
+            )
+            if excluded:
+                query = query.where(jobs.c.id.not_in(excluded))
+            parts.append(query.subquery().select())
+        with self.db.system() as connection:
+            rows = connection.execute(sa.union_all(*parts)).all()
+        return [Head(*row) for row in rows]
+
+    def backlog(self) -> dict[str, int]:
+        """Dispatchable jobs per tenant (the leader's start-up view; safety re-counts)."""
+        with self.db.system() as connection:
+            rows = connection.execute(
+                sa.select(jobs.c.tenant_id, sa.func.count())
+                .where(jobs.c.state.in_(DISPATCHABLE))
+                .group_by(jobs.c.tenant_id)
+            ).all()
+        return dict(rows)
+
+    def next_wakeup(self) -> datetime | None:
+        """The earliest ``not_before`` of a waiting job (a retry backoff or a deferral)."""
+        with self.db.system() as connection:
+            return connection.scalar(
+                sa.select(sa.func.min(jobs.c.not_before)).where(
+                    jobs.c.state.in_(DISPATCHABLE), jobs.c.not_before > utcnow()
+                )
+            )
+
+    def due_since(self, since: datetime, now: datetime) -> list[str]:
+        """Tenants with a waiting job whose ``not_before`` passed in (since, now]."""
+        with self.db.system() as connection:
+            return list(connection.scalars(
+                sa.select(jobs.c.tenant_id).distinct().where(
+                    jobs.c.not_before > since, jobs.c.not_before <= now, jobs.c.state.in_(DISPATCHABLE)
+                )
+            ))
+
+    def in_flight(self) -> list[tuple[int, str, str]]:
+        """Every job dispatched or running: (id, tenant, kind)."""
+        with self.db.system() as connection:
+            return [tuple(row) for row in connection.execute(
+                sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind)
+                .where(jobs.c.state.in_(("dispatched", "running")))
+            )]
+
+    def mark_dispatched(self, job_ids: Sequence[int]) -> None:
+        """After the broker confirmed their messages: the jobs are dispatched (if still waiting)."""
+        if not job_ids:
+            return
+        with self.db.system() as connection:
+            connection.execute(  # a fast worker may have started one already: keep its state
+                jobs.update()
+                .where(jobs.c.id.in_(list(job_ids)), jobs.c.state.in_((*DISPATCHABLE, "running")))
+                .values(
+                    state=sa.case((jobs.c.state.in_(DISPATCHABLE), "dispatched"), else_=jobs.c.state),
+                    dispatched_at=utcnow(),
+                    not_before=None,
+                )
+            )
+
+    def finished(self, job_ids: Sequence[int]) -> list[Finished]:
+        """Which of these in-flight jobs are no longer in flight."""
+        if not job_ids:
+            return []
+        with self.db.system() as connection:
+            rows = connection.execute(
+                sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state, jobs.c.run_seconds)
+                .where(jobs.c.id.in_(list(job_ids)), jobs.c.state.not_in(("dispatched", "running")))
+            ).all()
+        return [Finished(*row) for row in rows]
+
+    def lost(self, *, lease_seconds: float, time_limits: dict[str, float]) -> list[int]:
+        """Put back in the queue jobs dispatched or running past their lease (lost message, dead worker)."""
+        now = utcnow()
+        requeued = []
+        with self.db.system() as connection:
+            rows = connection.execute(
+                sa.select(jobs.c.id, jobs.c.kind, jobs.c.state, jobs.c.dispatched_at, jobs.c.started_at)
+                .where(jobs.c.state.in_(("dispatched", "running")))
+            ).all()
+            for job_id, kind, state, dispatched_at, started_at in rows:
+                since = started_at if state == "running" else dispatched_at
+                limit = time_limits.get(kind, 600.0) if state == "running" else 0.0
+                if since is not None and (now - since).total_seconds() > limit + lease_seconds:
+                    done = connection.execute(
+                        jobs.update().where(jobs.c.id == job_id, jobs.c.state == state)
+                        .values(state="queued", last_error=f"lease expired while {state}; re-dispatched")
+                        .returning(jobs.c.tenant_id)
+                    ).scalar()
+                    if done is not None:
+                        requeued.append(job_id)
+                        signals.announce(connection, done)
+        if requeued:
+            logger.warning("re-dispatching %d jobs whose lease expired: %s", len(requeued), requeued[:20])
+        return requeued
+
+    def tenants(self) -> dict[str, tuple[int, str, bool]]:
+        """Every tenant's (weight, plan, paused)."""
+        with self.db.system() as connection:
+            return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(
+                sa.select(tenants.c.id, tenants.c.weight, tenants.c.plan, tenants.c.paused)
+            )}
+
+
+def add_usage(connection: sa.Connection, *, tenant_id: str, kind: str, day, **amounts: float) -> None:
+    """Add to a tenant's usage of one kind on one day (an upsert on both databases)."""
+    values = {"tenant_id": tenant_id, "day": day, "kind": kind, **amounts}
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(usage).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant_id", "day", "kind"],
+        set_={name: usage.c[name] + statement.excluded[name] for name in amounts},
+    )
+    connection.execute(statement)

@@ -1,0 +1,105 @@
+"""The jobs API on the real database: enqueue (outbox), idempotency, list, get, cancel, quotas."""
+import pytest
+
+from tests.helpers import assert_cross_tenant_404, sign_up
+
+
+def enqueue(client, who, body=None, **headers):
+    return client.post("/jobs", json=body or {"kind": "noop"}, headers={**who.headers, **headers})
+
+
+def test_enqueue_answers_202_with_location(client):
+    a = sign_up(client, "acme")
+    response = enqueue(client, a, {"kind": "noop", "payload": {"sleep_ms": 1}, "priority": "high"})
+    assert response.status_code == 202
+    job_id = response.get_json()["job_id"]
+    assert response.headers["Location"] == f"/jobs/{job_id}"
+    job = client.get(response.headers["Location"], headers=a.headers).get_json()
+    assert job["state"] == "queued" and job["priority"] == "high" and job["tenant_id"] == "acme"
+    assert job["max_retries"] == 3 and job["attempts"] == 0
+
+
+def test_the_same_idempotency_key_returns_the_same_job(client):
+    a = sign_up(client, "acme")
+    first = enqueue(client, a, **{"Idempotency-Key": "batch-7"})
+    again = enqueue(client, a, **{"Idempotency-Key": "batch-7"})
+    assert first.status_code == 202 and again.status_code == 200
+    assert first.get_json()["job_id"] == again.get_json()["job_id"]
+    # another tenant's identical key is its own
+    b = sign_up(client, "globex")
+    assert enqueue(client, b, **{"Idempotency-Key": "batch-7"}).get_json()["job_id"] != first.get_json()["job_id"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"kind": "no-such-kind"}, "kind"),
+    ({"kind": "noop", "priority": "urgent"}, "priority"),
+    ({"kind": "noop", "payload": [1, 2]}, "payload"),
+    ({"kind": "noop", "extra": 1}, "extra"),
+])
+def test_bad_enqueues_are_400_naming_the_field(client, body, field):
+    a = sign_up(client, "acme")
+    response = enqueue(client, a, body)
+    assert response.status_code == 400
+    assert field in {e["field"] for e in response.get_json()["errors"]}
+
+
+def test_listing_filters_and_pages_newest_first(client):
+    a = sign_up(client, "acme")
+    ids = [enqueue(client, a).get_json()["job_id"] for _ in range(5)]
+    client.post(f"/jobs/{ids[0]}/cancel", headers=a.headers)
+    page = client.get("/jobs?limit=2&state=queued", headers=a.headers).get_json()
+    assert [j["id"] for j in page["items"]] == [ids[4], ids[3]]
+    rest = client.get(f"/jobs?limit=10&state=queued&after={page['next']}", headers=a.headers).get_json()
+    assert [j["id"] for j in rest["items"]] == [ids[2], ids[1]] and rest["next"] is None
+    cancelled = client.get("/jobs?state=cancelled", headers=a.headers).get_json()["items"]
+    assert [j["id"] for j in cancelled] == [ids[0]]
+    assert client.get("/jobs?state=bogus", headers=a.headers).status_code == 400
+
+
+def test_a_cancelled_queued_job_never_runs_and_cannot_be_cancelled_twice(client):
+    a = sign_up(client, "acme")
+    job_id = enqueue(client, a).get_json()["job_id"]
+    cancelled = client.post(f"/jobs/{job_id}/cancel", headers=a.headers).get_json()
+    assert cancelled["state"] == "cancelled" and cancelled["cancel_requested"]
+    again = client.post(f"/jobs/{job_id}/cancel", headers=a.headers)
+    assert again.status_code == 409 and again.get_json()["type"] == "/problems/job-finished"
+
+
+def test_another_tenant_never_reaches_a_job(client):
+    a = sign_up(client, "acme")
+    job_id = enqueue(client, a).get_json()["job_id"]
+    b = sign_up(client, "globex")
+    assert_cross_tenant_404(client, "GET", f"/jobs/{job_id}", other=b)
+    assert_cross_tenant_404(client, "POST", f"/jobs/{job_id}/cancel", other=b)
+    assert client.get("/jobs", headers=b.headers).get_json()["items"] == []
+    assert client.get(f"/jobs/{job_id}", headers=a.headers).get_json()["state"] == "queued"
+
+
+def test_operators_do_not_enqueue(client):
+    from app.tenancy import service
+    from tests.helpers import PASSWORD, login
+
+    service.create_operator(client.application.config["FAIRQ_SETTINGS"], email="o@f.example", password=PASSWORD)
+    ops = login(client, "_platform", "o@f.example")
+    assert enqueue(client, ops).status_code == 403
+
+
+def test_over_a_hard_quota_the_enqueue_is_429_naming_it(real_settings, db):
+    from app import create_app
+    from app.settings import Settings
+    from app.tenancy import service
+
+    settings = Settings.load(**{**real_settings.model_dump(), "plans": {"tiny": {"jobs_per_day": 2}}})
+    client = create_app(settings).test_client()
+    a = sign_up(client, "acme")
+    service.update_tenant("acme", service.TenantChanges(plan="tiny"))
+    assert enqueue(client, a).status_code == 202
+    assert enqueue(client, a).status_code == 202
+    refused = enqueue(client, a)
+    assert refused.status_code == 429
+    body = refused.get_json()
+    assert body["type"] == "/problems/quota-exceeded"
+    assert (body["quota"], body["limit"], body["usage"]) == ("jobs_per_day", 2, 2)
+    assert body["resets_at"] and int(refused.headers["Retry-After"]) > 0
+    # nothing half-applied: still two jobs
+    assert len(client.get("/jobs", headers=a.headers).get_json()["items"]) == 2
