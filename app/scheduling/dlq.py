@@ -121,7 +121,9 @@ def _drop_rabbitmq(broker, wanted: set[int], queue: str) -> int:
     from dramatiq.common import xq_name
 
     dead_queue = xq_name(queue)
-    connection = pika.BlockingConnection(broker.parameters[0])
+    from app.scheduling.publisher import connection_parameters
+
+    connection = pika.BlockingConnection(connection_parameters(broker))
     dropped = 0
     try:
         channel = connection.channel()

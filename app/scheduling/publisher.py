@@ -16,9 +16,15 @@ import dramatiq
 from dramatiq.broker import Broker
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-__all__ = ["Publisher", "make_publisher"]
+__all__ = ["Publisher", "make_publisher", "connection_parameters"]
 
 logger = logging.getLogger(__name__)
+
+
+def connection_parameters(broker: RabbitmqBroker):
+    """The broker's pika connection parameters (its first, if it has several)."""
+    parameters = broker.parameters
+    return parameters[0] if isinstance(parameters, list) else parameters
 
 
 class Publisher:
@@ -50,7 +56,7 @@ class RabbitmqTxPublisher(Publisher):
 
         if self._channel is None or self._channel.is_closed:
             self.close()
-            self._connection = pika.BlockingConnection(self.broker.parameters[0])
+            self._connection = pika.BlockingConnection(connection_parameters(self.broker))
             self._channel = self._connection.channel()
             self._channel.tx_select()
         return self._channel
