@@ -83,8 +83,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; for SQLite the folder is created and WAL is on."""
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``; for SQLite the folder is created and WAL is on.
+
+    Parameters:
+      pre_ping: test each pooled connection before use (one round trip more per checkout).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -92,7 +96,7 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return sa.create_engine(url, pool_pre_ping=pre_ping, pool_size=10, max_overflow=10, pool_recycle=300)
 
 
 class Database:
@@ -114,7 +118,9 @@ class Database:
         """
         if self._system_engine is None:
             if self.dialect == "postgresql":
-                engine = make_engine(self.url)
+                # the hot path: no ping per checkout (a dropped connection fails one statement,
+                # which the dispatcher and the gate already treat as "try again later")
+                engine = make_engine(self.url, pre_ping=False)
 
                 def _all_tenants(dbapi_connection, _record) -> None:
                     cursor = dbapi_connection.cursor()

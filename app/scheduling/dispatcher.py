@@ -30,6 +30,7 @@ from app.db import get_db, utcnow
 from app.quota import LimiterUnavailable, TakeRequest, make_buckets
 from app.quota.buckets import BucketSpec
 from app.quota.plans import limits_for, plan_for
+from app.scheduling import signals
 from app.scheduling.fairness import Candidate, FairQueue
 from app.scheduling.kinds import JOBS_QUEUE, kinds
 from app.scheduling.leader import make_leadership
@@ -53,6 +54,8 @@ IDLE_WAIT = 0.5
 FULL_WAIT = 0.05
 #: Weight of a new measurement in a kind's running-time estimate.
 EWMA = 0.2
+#: Seconds between checks for waiting jobs (retry backoffs, deferrals) that came due.
+DUE_CHECK = 0.25
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Dispatcher:
         self._tenants_at = 0.0
         self._housekeeping_at = 0.0
         self._last_due_check = utcnow()
+        self._due_at = 0.0
         self.dispatched = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -135,12 +139,15 @@ class Dispatcher:
         """One round; returns how many jobs were dispatched."""
         full = len(self.in_flight) >= self.window
         for tenant_id in self.leadership.wait_for_news(FULL_WAIT if full else IDLE_WAIT):
-            self.queue.notify(tenant_id)
+            if tenant_id != signals.WAKE:
+                self.queue.notify(tenant_id)
         self._refresh_tenants()
         self._collect_finished()
         if time.monotonic() - self._housekeeping_at > HOUSEKEEPING:
             self._housekeeping()
-        self._notify_due()
+        if time.monotonic() - self._due_at > DUE_CHECK:
+            self._due_at = time.monotonic()
+            self._notify_due()
         free = self.window - len(self.in_flight)
         if free <= 0:
             return 0

@@ -27,18 +27,14 @@ methods get weight 1 until :meth:`FairQueue.set_tenant` says otherwise.
 """
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .fairness_tenant import TenantState
+from .fairness_tenant import TenantHeap, TenantState
 
 __all__ = ["Candidate", "FairQueue"]
-
-#: The tenant heap is rebuilt when it holds more than twice the live entries plus this many.
-COMPACT_SLACK = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +79,7 @@ class FairQueue:
             raise ValueError("aging_seconds must be > 0 and refill_size >= 1")
         self._refill, self._aging, self._clock, self._refill_size = refill, aging_seconds, clock, refill_size
         self._tenants: dict[str, TenantState] = {}
-        # (vtime, tenant id, version, state): lazily invalidated, the state never gets compared
-        self._heap: list[tuple[float, str, int, TenantState]] = []
-        self._live = 0  # tenants with a current heap entry
+        self._heap = TenantHeap()
         self._where: dict[int, Candidate] = {}  # every buffered candidate by job id
         #: the last select's charges still standing: (job id, tenant id, vtime before, after, V before)
         self._undo: list[tuple[int, str, float, float, float]] = []
@@ -141,7 +135,8 @@ class FairQueue:
           n: how many slots are free.
           blocked: ``blocked(tenant_id, kind)`` is True when that job may not start now (no
             token). It should only look: take the tokens for the batch afterwards and
-            :meth:`unselect` the refused jobs. Asked at most once per tenant per call.
+            :meth:`unselect` the refused jobs. Asked before each job is chosen; a tenant
+            found blocked is not asked again in the same call.
 
         Returns:
           The candidates in the order they should be published; fewer than ``n`` when the
@@ -157,25 +152,19 @@ class FairQueue:
         heap = self._heap
         try:
             now = self._clock()
-            while len(chosen) < n and heap:
-                _, _, version, t = heap[0]
-                if version != t.version or not t.in_heap:
-                    heapq.heappop(heap)  # stale entry
-                    continue
+            while len(chosen) < n and (t := heap.top()) is not None:
                 if t.awaiting_refill:
                     self._fill(t)
                 c = t.head(now, self._aging)
-                if c is not None and not blocked(t.tenant_id, c.kind):
+                if c is None:
+                    heap.remove_top(t)  # the refill found nothing
+                elif blocked(t.tenant_id, c.kind):
+                    heap.remove_top(t)
+                    aside.append(t)
+                else:
                     self._charge(t, c)
                     chosen.append(c)
-                    t.version += 1
-                    if t.runnable:  # one sift instead of a pop and a push
-                        heapq.heapreplace(heap, (t.vtime, t.tenant_id, t.version, t))
-                        continue
-                elif c is not None:
-                    aside.append(t)
-                heapq.heappop(heap)
-                t.in_heap, self._live = False, self._live - 1
+                    heap.requeue_top(t)
         except BaseException:
             for c in reversed(chosen):
                 self.unselect(c)
@@ -253,9 +242,7 @@ class FairQueue:
 
     def snapshot(self) -> dict[str, dict]:
         """Returns: per tenant id, its weight, vtime, in_flight, buffered, has_more, paused, cap."""
-        return {t.tenant_id: {"weight": t.weight, "vtime": t.vtime, "in_flight": t.in_flight,
-                              "buffered": t.count, "has_more": t.has_more, "paused": t.paused,
-                              "cap": t.cap} for t in self._tenants.values()}
+        return {tenant_id: t.as_dict() for tenant_id, t in self._tenants.items()}
 
     def _tenant(self, tenant_id: str) -> TenantState:
         t = self._tenants.get(tenant_id)
@@ -278,19 +265,12 @@ class FairQueue:
     def _fill(self, t: TenantState) -> None:
         picked = self.selecting(t.tenant_id)
         asked = self._refill_size + len(picked)  # chosen ones may still look queued to the caller
-        got = list(self._refill(t.tenant_id, asked))
-        per_level: dict[int, int] = {}
-        new = []
-        for c in got:
-            if c.tenant_id != t.tenant_id:
-                raise ValueError(f"refill({t.tenant_id!r}) returned job {c.job_id} of {c.tenant_id!r}")
-            per_level[c.priority] = per_level.get(c.priority, 0) + 1
-            if c.job_id not in self._where and c.job_id not in picked:
+        fresh = []
+        for c in t.refilled(list(self._refill(t.tenant_id, asked)), asked=asked, skip=picked):
+            if c.job_id not in self._where:
                 self._where[c.job_id] = c
-                new.append(c)
-        t.extend(new)
-        t.has_more = len(got) >= asked
-        t.more_levels = {p for p, count in per_level.items() if count >= asked}
+                fresh.append(c)
+        t.extend(fresh)
 
     def _invalidate(self, t: TenantState) -> None:
         for job_id in t.clear():
@@ -298,16 +278,7 @@ class FairQueue:
         t.has_more = True
 
     def _reheap(self, t: TenantState, *, activated: bool = False) -> None:
-        """Replace the tenant's heap entry after any change; ``activated`` applies no-saved-credit."""
+        """Renew the tenant's heap entry after any change; ``activated`` applies no-saved-credit."""
         if activated:
             t.vtime = max(t.vtime, self.virtual_time)
-        t.version += 1
-        self._live -= t.in_heap
-        t.in_heap = t.runnable
-        if t.in_heap:
-            self._live += 1
-            heapq.heappush(self._heap, (t.vtime, t.tenant_id, t.version, t))
-            if len(self._heap) > 2 * self._live + COMPACT_SLACK:
-                self._heap[:] = [(x.vtime, x.tenant_id, x.version, x) for x in self._tenants.values()
-                                 if x.in_heap]
-                heapq.heapify(self._heap)
+        self._heap.update(t)

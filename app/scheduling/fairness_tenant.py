@@ -1,24 +1,28 @@
-"""One tenant's state in the fair-order policy: its share, virtual time and backlog heads.
+"""The fair-order policy's parts: one tenant's state, and the heap of runnable tenants.
 
-:class:`app.scheduling.fairness.FairQueue` owns one :class:`TenantState` per
-tenant. The state knows nothing about other tenants; it answers "which of my
-buffered jobs comes next" (priority with aging, then FIFO) and keeps the
-counters the policy needs (in flight, more in the database).
+:class:`app.scheduling.fairness.FairQueue` owns one :class:`TenantState` per tenant and
+one :class:`TenantHeap`. A state knows nothing about other tenants; it answers "which of
+my buffered jobs comes next" (priority with aging, then FIFO) and keeps the counters the
+policy needs (in flight, more in the database). The heap orders the runnable ones.
 """
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import heapq
+from collections.abc import Collection, Iterable
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .fairness import Candidate
 
-__all__ = ["TenantState"]
+__all__ = ["COMPACT_SLACK", "TenantHeap", "TenantState"]
 
 #: FIFO order within a priority level.
 _FIFO = attrgetter("seq", "job_id")
+
+#: The tenant heap is rebuilt when it holds more than twice its live entries plus this many.
+COMPACT_SLACK = 64
 
 
 class TenantState:
@@ -30,8 +34,18 @@ class TenantState:
     """
 
     __slots__ = (
-        "tenant_id", "weight", "paused", "cap", "vtime", "in_flight", "has_more", "more_levels",
-        "levels", "count", "version", "in_heap",
+        "cap",
+        "count",
+        "has_more",
+        "in_flight",
+        "in_heap",
+        "levels",
+        "more_levels",
+        "paused",
+        "tenant_id",
+        "version",
+        "vtime",
+        "weight",
     )
 
     def __init__(self, tenant_id: str) -> None:
@@ -62,6 +76,30 @@ class TenantState:
     def awaiting_refill(self) -> bool:
         """The buffer is empty and the database may have more: the next selection refills."""
         return self.count == 0 and self.has_more
+
+    def as_dict(self) -> dict:
+        """Returns: weight, vtime, in_flight, buffered, has_more, paused, cap."""
+        return {"weight": self.weight, "vtime": self.vtime, "in_flight": self.in_flight,
+                "buffered": self.count, "has_more": self.has_more, "paused": self.paused,
+                "cap": self.cap}
+
+    def refilled(self, got: list[Candidate], *, asked: int, skip: Collection[int]) -> list[Candidate]:
+        """Note what a refill of ``asked`` per level returned: whether the database has more.
+
+        Returns:
+          The candidates of ``got`` whose job id is not in ``skip`` (for the caller to buffer).
+
+        Raises:
+          ValueError: a candidate belongs to another tenant (nothing is changed then).
+        """
+        per_level: dict[int, int] = {}
+        for c in got:
+            if c.tenant_id != self.tenant_id:
+                raise ValueError(f"refill({self.tenant_id!r}) returned job {c.job_id} of {c.tenant_id!r}")
+            per_level[c.priority] = per_level.get(c.priority, 0) + 1
+        self.has_more = len(got) >= asked
+        self.more_levels = {p for p, count in per_level.items() if count >= asked}
+        return [c for c in got if c.job_id not in skip]
 
     def extend(self, candidates: Iterable[Candidate]) -> None:
         """Buffer ``candidates`` (of this tenant, not buffered yet), each at its place."""
@@ -141,3 +179,54 @@ class TenantState:
             return False
         del self.levels[priority]
         return priority in self.more_levels
+
+
+class TenantHeap:
+    """The runnable tenants by ``(vtime, tenant id)``: a binary heap with lazy invalidation.
+
+    A tenant has at most one current entry (same ``version``, ``in_heap`` set). Older entries
+    are skipped when they reach the top and dropped when the heap is rebuilt, so an update
+    costs O(log T) and the heap stays within twice the runnable tenants.
+    """
+
+    __slots__ = ("entries", "live")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[float, str, int, TenantState]] = []  # the state is never compared
+        self.live = 0  # tenants with a current entry
+
+    def update(self, t: TenantState) -> None:
+        """Give ``t`` a current entry at its vtime if it is runnable, none otherwise."""
+        t.version += 1
+        self.live -= t.in_heap
+        t.in_heap = t.runnable
+        if t.in_heap:
+            self.live += 1
+            heapq.heappush(self.entries, (t.vtime, t.tenant_id, t.version, t))
+            if len(self.entries) > 2 * self.live + COMPACT_SLACK:
+                self.entries[:] = [e for e in self.entries if e[3].in_heap and e[2] == e[3].version]
+                heapq.heapify(self.entries)
+
+    def top(self) -> TenantState | None:
+        """The runnable tenant with the smallest ``(vtime, tenant id)``, or None."""
+        entries = self.entries
+        while entries:
+            _, _, version, t = entries[0]
+            if version == t.version and t.in_heap:
+                return t
+            heapq.heappop(entries)  # stale
+        return None
+
+    def requeue_top(self, t: TenantState) -> None:
+        """``t``, the top, was charged: move it to its new place (one sift), or out."""
+        if t.runnable:
+            t.version += 1
+            heapq.heapreplace(self.entries, (t.vtime, t.tenant_id, t.version, t))
+        else:
+            self.remove_top(t)
+
+    def remove_top(self, t: TenantState) -> None:
+        """Take ``t``, the top, out of the heap."""
+        heapq.heappop(self.entries)
+        t.in_heap = False
+        self.live -= 1

@@ -17,6 +17,7 @@ and the dispatcher's lease check re-dispatches it later. Nothing is lost.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -29,7 +30,8 @@ from app.db import get_db, utcnow
 from app.quota.plans import limits_for, plan_for
 from app.scheduling.jobs import DEDICATED_PREFIX
 from app.scheduling.kinds import JobContext, current_job, kind_for_actor, set_current_job
-from app.scheduling.store import Started, Store
+from app.scheduling.batcher import GroupCommit
+from app.scheduling.store import Outcome, Started, Store
 from app.settings import get_settings
 
 __all__ = ["Gate", "backoff"]
@@ -56,10 +58,22 @@ class Gate(Middleware):
         self._plans: dict[str, str] = {}
         self._plans_at = 0.0
         self._lock = threading.Lock()
+        self._commits: tuple[int, GroupCommit, GroupCommit] | None = None
 
     @property
     def store(self) -> Store:
         return Store(get_db())
+
+    def _group_commits(self) -> tuple[GroupCommit, GroupCommit]:
+        """This process's group commits for starts and outcomes (made after any fork)."""
+        with self._lock:
+            if self._commits is None or self._commits[0] != os.getpid():
+                self._commits = (
+                    os.getpid(),
+                    GroupCommit(lambda requests: self.store.start_many(requests), name="fairq-gate-start"),
+                    GroupCommit(lambda outcomes: self.store.finish_many(outcomes), name="fairq-gate-finish"),
+                )
+            return self._commits[1], self._commits[2]
 
     def before_worker_boot(self, broker, worker) -> None:
         """Called before a worker starts: declares the dedicated queues it was told to consume (``-Q``)."""
@@ -78,7 +92,8 @@ class Gate(Middleware):
             return
         job_id = int(message.args[0])
         try:
-            started = self.store.start(job_id, redelivered=bool(getattr(message, "redelivered", False)))
+            starts, _ = self._group_commits()
+            started = starts.submit((job_id, bool(getattr(message, "redelivered", False))))
             if started is None:
                 self._turn_away(job_id)
                 raise SkipMessage()
@@ -129,8 +144,8 @@ class Gate(Middleware):
         else:
             state, error = "succeeded", None
         try:
-            self.store.finish(started, state=state, run_seconds=run_seconds, error=error,
-                              result=job.result, not_before=not_before)
+            _, finishes = self._group_commits()
+            finishes.submit(Outcome(started, state, run_seconds, error, job.result, not_before))
         except Exception:
             logger.exception("could not record the outcome of job %s; left for re-dispatch", job.job_id)
             return

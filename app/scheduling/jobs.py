@@ -27,7 +27,7 @@ from app.settings import Settings
 from app.tenancy.models import Tenant
 from app.tenancy.scoping import session_tenant
 
-__all__ = ["enqueue", "get_job", "list_jobs", "cancel_job", "dedicated_queue"]
+__all__ = ["enqueue", "enqueue_many", "get_job", "list_jobs", "cancel_job", "dedicated_queue"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,51 @@ def enqueue(
     signals.announce(session, tenant_id)
     logger.info("job %s queued", job.id, extra={"job_id": job.id, "kind": kind, "state": "queued"})
     return job, True
+
+
+def enqueue_many(
+    session: Session,
+    settings: Settings,
+    *,
+    kind: str,
+    payloads: list[dict[str, Any]],
+    priority: str = "normal",
+    cost: float | None = None,
+) -> int:
+    """Add many jobs of one kind for the session's tenant, in one statement (a fan-out).
+
+    The same outbox rule as :func:`enqueue`: they exist when the caller commits.
+
+    Returns:
+      How many jobs were added.
+
+    Raises:
+      Invalid, QuotaExceeded: as :func:`enqueue` (all or nothing).
+    """
+    tenant_id = session_tenant(session)
+    if tenant_id is None:
+        raise RuntimeError("enqueue_many needs a session scoped to a tenant")
+    declared = kinds().get(kind)
+    if declared is None or priority not in PRIORITIES:
+        raise Invalid(f"unknown job kind {kind!r} or priority {priority!r}")
+    if not payloads:
+        return 0
+    tenant = session.get(Tenant, tenant_id)
+    plan = plan_for(settings, tenant.plan if tenant else "default")
+    quotas.check(session, plan, tenant_id=tenant_id, jobs=len(payloads))
+    now = utcnow()
+    queue = dedicated_queue(tenant_id) if plan.dedicated_queue else None
+    rows = [
+        {"tenant_id": tenant_id, "kind": kind, "state": "queued", "priority": PRIORITIES[priority],
+         "payload": payload, "cost_estimate": cost, "max_retries": declared.max_retries, "queue": queue,
+         "enqueued_at": now, "attempts": 0, "run_seconds": 0.0, "cancel_requested": False}
+        for payload in payloads
+    ]
+    session.execute(sa.insert(Job), rows)
+    add_usage(session.connection(), tenant_id=tenant_id, kind=kind, day=now.date(), jobs=len(rows))
+    signals.announce(session, tenant_id)
+    logger.info("%d %s jobs queued", len(rows), kind, extra={"kind": kind, "state": "queued"})
+    return len(rows)
 
 
 def get_job(session: Session, job_id: int) -> Job:

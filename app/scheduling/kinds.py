@@ -71,7 +71,7 @@ class JobContext:
     result: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
     _last_progress: float = 0.0
-    _last_check: float = 0.0
+    _last_check: float = field(default_factory=time.monotonic)
 
     @property
     def retries_left(self) -> bool:

@@ -33,7 +33,12 @@ class Job(TenantScoped, Base):
             "state IN ('queued', 'dispatched', 'running', 'succeeded', 'failed', 'dead', 'cancelled')",
             name="state",
         ),
-        sa.Index("ix_jobs_queue", "tenant_id", "state", "priority", "id"),
+        # the dispatcher's refill: each tenant's waiting jobs of one priority, oldest first
+        sa.Index(
+            "ix_jobs_dispatchable", "tenant_id", "priority", "id",
+            postgresql_where=sa.text("state IN ('queued', 'failed')"),
+            sqlite_where=sa.text("state IN ('queued', 'failed')"),
+        ),
         sa.Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
         sa.Index("ix_jobs_state_id", "state", "id"),
         sa.Index("ix_jobs_not_before", "not_before"),

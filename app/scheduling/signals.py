@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from app.db import AFTER_COMMIT
 
-__all__ = ["CHANNEL", "announce", "bus", "LocalBus"]
+__all__ = ["CHANNEL", "WAKE", "announce", "wake", "bus", "LocalBus"]
 
 #: The PostgreSQL channel the dispatcher listens on; the payload is a tenant id.
 CHANNEL = "fairq_jobs"
+#: The payload that only wakes the dispatcher (a job ended) without saying a tenant has new work.
+WAKE = "~"
 
 
 class LocalBus:
@@ -45,18 +47,24 @@ class LocalBus:
 bus = LocalBus()
 
 
-def announce(target: sa.Connection | Session, tenant_id: str) -> None:
-    """Tell the dispatcher, once ``target``'s transaction commits, that ``tenant_id`` has news."""
+_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :tenant)")
+
+
+def announce(target: sa.Connection | Session, *tenant_ids: str) -> None:
+    """Tell the dispatcher, once ``target``'s transaction commits, that these tenants have news."""
+    if not tenant_ids:
+        return
     dialect = target.bind.dialect.name if isinstance(target, Session) else target.dialect.name
     if dialect == "postgresql":
-        target.execute(sa.text("SELECT pg_notify(:channel, :tenant)"), {"channel": CHANNEL, "tenant": tenant_id})
+        for tenant_id in tenant_ids:
+            target.execute(_NOTIFY, {"tenant": tenant_id})
         return
     callbacks = target.info.setdefault(AFTER_COMMIT, [])
     for callback in callbacks:
         if isinstance(callback, _Publish):
-            callback.tenants.add(tenant_id)
+            callback.tenants.update(tenant_ids)
             return
-    callbacks.append(_Publish({tenant_id}))
+    callbacks.append(_Publish(set(tenant_ids)))
 
 
 class _Publish:
@@ -67,3 +75,8 @@ class _Publish:
 
     def __call__(self) -> None:
         bus.publish(self.tenants)
+
+
+def wake(target: sa.Connection | Session) -> None:
+    """Wake the dispatcher once the transaction commits (jobs ended; no new work to look for)."""
+    announce(target, WAKE)

@@ -21,7 +21,7 @@ from app.scheduling import signals
 from app.scheduling.models import Job
 from app.tenancy.models import Tenant
 
-__all__ = ["Store", "Started", "Head", "Finished"]
+__all__ = ["Store", "Started", "Head", "Finished", "Outcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,18 @@ class Started:
     payload: dict[str, Any]
     attempt: int
     max_retries: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one attempt, as the gate records it."""
+
+    started: Started
+    state: str
+    run_seconds: float
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,26 +90,52 @@ class Store:
     # -- the gate ----------------------------------------------------------------------------
 
     def start(self, job_id: int, *, redelivered: bool) -> Started | None:
-        """Mark a job running if it may run now; ``None`` if not (finished, cancelled, paused, ...)."""
-        now = utcnow()
-        startable = [
-            jobs.c.state.in_(("queued", "dispatched")),
-            sa.and_(jobs.c.state == "failed", sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now)),
-        ]
-        if redelivered:  # the worker that ran it died: RabbitMQ delivers the message again
-            startable.append(jobs.c.state == "running")
-        not_paused = ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery()
-        statement = (
-            jobs.update()
-            .where(jobs.c.id == job_id, sa.or_(*startable), jobs.c.cancel_requested.is_(False), not_paused)
-            .values(state="running", started_at=now, attempts=jobs.c.attempts + 1, last_error=None)
-            .returning(jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries)
-        )
+        """Mark a job running if it may run now; ``None`` if not (finished, cancelled, paused, ...).
+
+        A redelivered message means the worker that ran the job died: then a
+        job recorded as ``running`` may start again.
+        """
+        return self.start_many([(job_id, redelivered)])[0]
+
+    def start_many(self, requests: Sequence[tuple[int, bool]]) -> list[Started | None]:
+        """:meth:`start` for many jobs in one statement: (job id, redelivered) each."""
+        ids = [job_id for job_id, _ in requests]
+        redelivered = [job_id for job_id, again in requests if again] or [-1]
         with self.db.system() as connection:
-            row = connection.execute(statement).first()
-        if row is None:
-            return None
-        return Started(job_id, row[0], row[1], row[2] or {}, row[3], row[4])
+            rows = connection.execute(_START_MANY, {"ids": ids, "redelivered": redelivered, "now": utcnow()}).all()
+        started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5]) for row in rows}
+        return [started.get(job_id) for job_id in ids]
+
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[None]:
+        """:meth:`finish` for many jobs in one transaction (usage summed per tenant, kind and day)."""
+        now = utcnow()
+        day = now.date()
+        usage_rows: dict[tuple[str, str], dict[str, float]] = {}
+        updates = []
+        for outcome in outcomes:
+            result = outcome.result or {}
+            final = outcome.state in ("succeeded", "dead", "cancelled")
+            updates.append({
+                "job_id": outcome.started.job_id, "state": outcome.state, "finished_at": now if final else None,
+                "run_seconds": outcome.run_seconds, "last_error": outcome.error,
+                "result": result if outcome.state == "succeeded" else None, "not_before": outcome.not_before,
+            })
+            amounts = usage_rows.setdefault((outcome.started.tenant_id, outcome.started.kind),
+                                            {"run_seconds": 0.0, "rows": 0, "messages": 0, "failures": 0})
+            amounts["run_seconds"] += outcome.run_seconds
+            amounts["rows"] += int(result.get("rows_loaded", 0) or 0)
+            amounts["messages"] += int(result.get("messages", 0) or 0)
+            amounts["failures"] += 0 if outcome.state == "succeeded" else 1
+        with self.db.system() as connection:
+            connection.execute(_FINISH, updates)
+            connection.execute(_usage_upsert(connection.dialect.name), [
+                {"tenant_id": tenant, "kind": kind, "day": day, "jobs": 0, **amounts}
+                for (tenant, kind), amounts in usage_rows.items()
+            ])
+            retried = {o.started.tenant_id for o in outcomes if o.not_before is not None}
+            signals.announce(connection, *retried)  # their retries come due later; the rest only ended
+            signals.wake(connection)
+        return [None] * len(outcomes)
 
     def why_not_started(self, job_id: int) -> str:
         """Why :meth:`start` refused: ``missing``, ``paused``, ``cancelled``, or the job's state."""
@@ -142,43 +180,10 @@ class Store:
             if tenant_id is not None:
                 signals.announce(connection, tenant_id)
 
-    def finish(
-        self,
-        started: Started,
-        *,
-        state: str,
-        run_seconds: float,
-        error: str | None = None,
-        result: dict[str, Any] | None = None,
-        not_before: datetime | None = None,
-    ) -> None:
+    def finish(self, started: Started, *, state: str, run_seconds: float, error: str | None = None,
+               result: dict[str, Any] | None = None, not_before: datetime | None = None) -> None:
         """Record the outcome of an attempt and meter its usage, in one transaction."""
-        now = utcnow()
-        result = result or {}
-        with self.db.system() as connection:
-            connection.execute(
-                jobs.update()
-                .where(jobs.c.id == started.job_id, jobs.c.state == "running")
-                .values(
-                    state=state,
-                    finished_at=now if state in ("succeeded", "dead", "cancelled") else None,
-                    run_seconds=jobs.c.run_seconds + run_seconds,
-                    last_error=error,
-                    result=result if state == "succeeded" else jobs.c.result,
-                    not_before=not_before,
-                )
-            )
-            add_usage(
-                connection,
-                tenant_id=started.tenant_id,
-                kind=started.kind,
-                day=now.date(),
-                run_seconds=run_seconds,
-                rows=int(result.get("rows_loaded", 0) or 0),
-                messages=int(result.get("messages", 0) or 0),
-                failures=0 if state == "succeeded" else 1,
-            )
-            signals.announce(connection, started.tenant_id)
+        self.finish_many([Outcome(started, state, run_seconds, error, result, not_before)])
 
     # -- progress and cancellation (the running job) ----------------------------------------
 
@@ -197,28 +202,11 @@ class Store:
 
     def heads(self, tenant_id: str, n: int, *, exclude: Iterable[int] = ()) -> list[Head]:
         """Up to ``n`` dispatchable jobs of each priority of one tenant, oldest first."""
-        now = utcnow()
-        excluded = list(exclude)
-        columns = (jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.priority, jobs.c.enqueued_at,
-                   jobs.c.cost_estimate, jobs.c.queue)
-        parts = []
-        for priority in (2, 1, 0):
-            query = (
-                sa.select(*columns)
-                .where(
-                    jobs.c.tenant_id == tenant_id,
-                    jobs.c.state.in_(DISPATCHABLE),
-                    jobs.c.priority == priority,
-                    sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
-                )
-                .order_by(jobs.c.id)
-                .limit(n)
-            )
-            if excluded:
-                query = query.where(jobs.c.id.not_in(excluded))
-            parts.append(query.subquery().select())
+        excluded = list(exclude) or [-1]
         with self.db.system() as connection:
-            rows = connection.execute(sa.union_all(*parts)).all()
+            rows = connection.execute(
+                _HEADS, {"tenant_id": tenant_id, "n": n, "now": utcnow(), "exclude": excluded}
+            ).all()
         return [Head(*row) for row in rows]
 
     def backlog(self) -> dict[str, int]:
@@ -261,26 +249,15 @@ class Store:
         """After the broker confirmed their messages: the jobs are dispatched (if still waiting)."""
         if not job_ids:
             return
-        with self.db.system() as connection:
-            connection.execute(  # a fast worker may have started one already: keep its state
-                jobs.update()
-                .where(jobs.c.id.in_(list(job_ids)), jobs.c.state.in_((*DISPATCHABLE, "running")))
-                .values(
-                    state=sa.case((jobs.c.state.in_(DISPATCHABLE), "dispatched"), else_=jobs.c.state),
-                    dispatched_at=utcnow(),
-                    not_before=None,
-                )
-            )
+        with self.db.system() as connection:  # a fast worker may have started one already: keep its state
+            connection.execute(_MARK_DISPATCHED, {"ids": list(job_ids), "now": utcnow()})
 
     def finished(self, job_ids: Sequence[int]) -> list[Finished]:
         """Which of these in-flight jobs are no longer in flight."""
         if not job_ids:
             return []
         with self.db.system() as connection:
-            rows = connection.execute(
-                sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state, jobs.c.run_seconds)
-                .where(jobs.c.id.in_(list(job_ids)), jobs.c.state.not_in(("dispatched", "running")))
-            ).all()
+            rows = connection.execute(_FINISHED, {"ids": list(job_ids)}).all()
         return [Finished(*row) for row in rows]
 
     def lost(self, *, lease_seconds: float, time_limits: dict[str, float]) -> list[int]:
@@ -318,14 +295,94 @@ class Store:
 
 def add_usage(connection: sa.Connection, *, tenant_id: str, kind: str, day, **amounts: float) -> None:
     """Add to a tenant's usage of one kind on one day (an upsert on both databases)."""
-    values = {"tenant_id": tenant_id, "day": day, "kind": kind, **amounts}
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(usage).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["tenant_id", "day", "kind"],
-        set_={name: usage.c[name] + statement.excluded[name] for name in amounts},
+    values = {"tenant_id": tenant_id, "day": day, "kind": kind, **{m: amounts.get(m, 0) for m in _METRICS}}
+    connection.execute(_usage_upsert(connection.dialect.name), values)
+
+
+_METRICS = ("jobs", "run_seconds", "rows", "messages", "failures")
+_UPSERTS: dict[str, sa.Executable] = {}
+
+
+def _usage_upsert(dialect: str) -> sa.Executable:
+    """The usage upsert for a dialect, built once (it runs for every job)."""
+    if dialect not in _UPSERTS:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = insert(usage).values(
+            {name: sa.bindparam(name) for name in ("tenant_id", "day", "kind", *_METRICS)}
+        )
+        _UPSERTS[dialect] = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "day", "kind"],
+            set_={name: usage.c[name] + statement.excluded[name] for name in _METRICS},
+        )
+    return _UPSERTS[dialect]
+
+
+# -- the hot statements, built once (building and caching a statement costs more than running it)
+
+_START_MANY = (
+    jobs.update()
+    .where(
+        jobs.c.id.in_(sa.bindparam("ids", expanding=True)),
+        sa.or_(
+            jobs.c.state.in_(("queued", "dispatched")),
+            sa.and_(jobs.c.state == "failed",
+                    sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.bindparam("now"))),
+            sa.and_(jobs.c.state == "running", jobs.c.id.in_(sa.bindparam("redelivered", expanding=True))),
+        ),
+        jobs.c.cancel_requested.is_(False),
+        ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery(),
     )
-    connection.execute(statement)
+    .values(state="running", started_at=sa.bindparam("now"), attempts=jobs.c.attempts + 1, last_error=None)
+    .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries)
+)
+
+_FINISH = (
+    jobs.update()
+    .where(jobs.c.id == sa.bindparam("job_id"), jobs.c.state == "running")
+    .values(
+        state=sa.bindparam("state"),
+        finished_at=sa.bindparam("finished_at"),
+        run_seconds=jobs.c.run_seconds + sa.bindparam("run_seconds", type_=sa.Float),
+        last_error=sa.bindparam("last_error"),
+        result=sa.func.coalesce(sa.bindparam("result", type_=jobs.c.result.type), jobs.c.result),
+        not_before=sa.bindparam("not_before"),
+    )
+)
+
+_MARK_DISPATCHED = (
+    jobs.update()
+    .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state.in_((*DISPATCHABLE, "running")))
+    .values(
+        state=sa.case((jobs.c.state.in_(DISPATCHABLE), "dispatched"), else_=jobs.c.state),
+        dispatched_at=sa.bindparam("now"),
+        not_before=None,
+    )
+)
+
+_FINISHED = sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state, jobs.c.run_seconds).where(
+    jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state.not_in(("dispatched", "running"))
+)
+
+
+def _heads_of(priority: int):
+    return (
+        sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.priority, jobs.c.enqueued_at,
+                  jobs.c.cost_estimate, jobs.c.queue)
+        .where(
+            jobs.c.tenant_id == sa.bindparam("tenant_id"),
+            jobs.c.state.in_(DISPATCHABLE),
+            jobs.c.priority == priority,
+            sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.bindparam("now")),
+            jobs.c.id.not_in(sa.bindparam("exclude", expanding=True)),
+        )
+        .order_by(jobs.c.id)
+        .limit(sa.bindparam("n"))
+        .subquery()
+        .select()
+    )
+
+
+_HEADS = sa.union_all(*(_heads_of(priority) for priority in (2, 1, 0)))

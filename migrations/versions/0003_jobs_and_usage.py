@@ -62,7 +62,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant_id', 'idempotency_key', name=op.f('uq_jobs_tenant_id_idempotency_key'))
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.create_index('ix_jobs_queue', ['tenant_id', 'state', 'priority', 'id'], unique=False)
+        batch_op.create_index(
+            'ix_jobs_dispatchable', ['tenant_id', 'priority', 'id'], unique=False,
+            postgresql_where=sa.text("state IN ('queued', 'failed')"),
+            sqlite_where=sa.text("state IN ('queued', 'failed')"),
+        )
         batch_op.create_index('ix_jobs_state_id', ['state', 'id'], unique=False)
         batch_op.create_index('ix_jobs_tenant_id_id', ['tenant_id', 'id'], unique=False)
         batch_op.create_index('ix_jobs_not_before', ['not_before'], unique=False)
@@ -79,7 +83,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_jobs_not_before')
         batch_op.drop_index('ix_jobs_tenant_id_id')
         batch_op.drop_index('ix_jobs_state_id')
-        batch_op.drop_index('ix_jobs_queue')
+        batch_op.drop_index('ix_jobs_dispatchable')
 
     op.drop_table('jobs')
     op.drop_table('usage_daily')

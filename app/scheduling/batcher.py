@@ -1,0 +1,81 @@
+"""Group commit: many threads' small writes in one transaction, each thread waiting for its own.
+
+Worker threads call :meth:`GroupCommit.submit` and block until the batch that
+holds their item is committed; one flusher thread takes whatever has gathered
+(up to ``max_batch``) and runs it as a single transaction. A thread therefore
+only goes on — and Dramatiq only acknowledges its message — once its write is
+durable, yet eight threads finishing at once cost one commit, not eight.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["GroupCommit"]
+
+logger = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Pending(Generic[Item, Result]):
+    __slots__ = ("item", "done", "result", "error")
+
+    def __init__(self, item: Item) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Runs ``flush(items) -> results`` (one result per item, in order) for batches of submitted items.
+
+    Parameters:
+      flush: writes a batch in one transaction; an exception fails every item of that batch.
+      name: the flusher thread's name.
+      max_batch: the most items one flush takes.
+    """
+
+    def __init__(self, flush: Callable[[Sequence[Item]], Sequence[Result]], *, name: str, max_batch: int = 64) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._pending: list[_Pending[Item, Result]] = []
+        self._condition = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Item, *, timeout: float = 60.0) -> Result:
+        """Queue ``item`` and wait until its batch is committed; returns its result.
+
+        Raises:
+          the flush's exception, or TimeoutError.
+        """
+        pending: _Pending[Item, Result] = _Pending(item)
+        with self._condition:
+            self._pending.append(pending)
+            self._condition.notify()
+        if not pending.done.wait(timeout):
+            raise TimeoutError("the group commit did not complete in time")
+        if pending.error is not None:
+            raise pending.error
+        return pending.result  # type: ignore[return-value]
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._pending:
+                    self._condition.wait()
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
+            try:
+                results = self._flush([p.item for p in batch])
+                for pending, result in zip(batch, results, strict=True):
+                    pending.result = result
+            except BaseException as exc:  # every waiter of the batch gets the failure
+                for pending in batch:
+                    pending.error = exc
+            for pending in batch:
+                pending.done.set()

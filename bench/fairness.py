@@ -1,0 +1,450 @@
+"""The fairness benchmark: fairq against plain Dramatiq on the same machine and broker.
+
+    python3 bench/fairness.py                       # every scenario, 20,000-job backlog
+    python3 bench/fairness.py --backlog 100000      # the big backlog
+    python3 bench/fairness.py --only 1,5 --duration 10
+
+Real RabbitMQ (a vhost of its own), PostgreSQL (a database of its own) and
+Redis (db 14), all on loopback; one worker process with 8 threads; a no-op
+job kind that sleeps 2 ms. Each scenario prints its figures, its target and
+whether the target was met. Nothing here fails on timing: it reports.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB = "fairq_bench"
+VHOST = "fairq_bench"
+ENV = {
+    "FAIRQ_DATABASE_URL": f"postgresql://fairq_app@127.0.0.1:5432/{DB}",
+    "FAIRQ_DATABASE_OWNER_URL": f"postgresql://postgres@127.0.0.1:5432/{DB}",
+    "FAIRQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
+    "FAIRQ_REDIS_URL": "redis://127.0.0.1:6379/14",
+    "FAIRQ_JWT_SECRET": "bench-only-secret-0f8e3a9c1b2d4e5f6a7b8c9d0e1f2a3b",
+    "FAIRQ_LOG_LEVEL": "WARNING",
+    "FAIRQ_PLANS": '{"limited": {"rate": 100, "burst": 10}}',
+    "BENCH_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
+    "BENCH_REDIS_URL": "redis://127.0.0.1:6379/14",
+}
+os.environ.update(ENV)
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+import app.tasks  # noqa: E402,F401  (the broker and the job kinds)
+
+THREADS = 8
+SLEEP_MS = 2.0
+
+
+# -- environment --------------------------------------------------------------------------------
+
+
+def setup() -> None:
+    """The bench database (migrated), the RabbitMQ vhost, an empty Redis db."""
+    admin = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        if not connection.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DB}):
+            connection.execute(sa.text(f'CREATE DATABASE "{DB}"'))
+        if not connection.scalar(sa.text("SELECT 1 FROM pg_roles WHERE rolname = 'fairq_app'")):
+            connection.execute(sa.text('CREATE ROLE "fairq_app" LOGIN NOSUPERUSER NOBYPASSRLS'))
+    admin.dispose()
+    owner = sa.create_engine(ENV["FAIRQ_DATABASE_OWNER_URL"].replace("postgresql://", "postgresql+psycopg2://"))
+    with owner.begin() as connection:  # a fresh schema each run: every run migrates from scratch
+        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    owner.dispose()
+    ctl = shutil.which("rabbitmqctl")
+    if ctl:
+        subprocess.run([ctl, "add_vhost", VHOST], capture_output=True)
+        subprocess.run([ctl, "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"], capture_output=True)
+    from app import migrate
+    from app.settings import get_settings
+
+    migrate.prepare(get_settings())
+
+
+def reset() -> None:
+    """Empty the jobs, tenants and usage; purge the queues and the Redis db."""
+    import pika
+    import redis
+
+    from app.db import get_owner_db
+
+    with get_owner_db().engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE jobs, usage_daily, users, tenants RESTART IDENTITY CASCADE"))
+        connection.execute(sa.text("INSERT INTO tenants (id, name, weight, plan, paused, created_at) "
+                                   "VALUES ('_platform', 'ops', 1, 'default', false, now())"))
+    redis.Redis.from_url(ENV["FAIRQ_REDIS_URL"]).flushdb()
+    connection = pika.BlockingConnection(pika.URLParameters(ENV["FAIRQ_BROKER_URL"]))
+    channel = connection.channel()
+    for queue in ("fairq.jobs", "fairq.jobs.DQ", "fairq.jobs.XQ", "bench.shared", "bench.shared.DQ"):
+        try:
+            channel.queue_purge(queue)
+        except Exception:
+            channel = connection.channel()
+    connection.close()
+
+
+def tenants(spec: dict[str, tuple[int, str]]) -> None:
+    from app.tenancy.scoping import system_session
+    from app.tenancy.models import Tenant
+
+    with system_session() as session:
+        for tenant_id, (weight, plan) in spec.items():
+            session.add(Tenant(id=tenant_id, name=tenant_id, weight=weight, plan=plan))
+
+
+def enqueue(tenant_id: str, n: int, *, sleep_ms: float = SLEEP_MS, priority: str = "normal", batch: int = 2000) -> None:
+    from app.scheduling.jobs import enqueue_many
+    from app.settings import get_settings
+    from app.tenancy.scoping import tenant_session
+
+    for start in range(0, n, batch):
+        with tenant_session(tenant_id) as session:
+            enqueue_many(session, get_settings(), kind="noop", priority=priority,
+                         payloads=[{"sleep_ms": sleep_ms}] * min(batch, n - start), cost=sleep_ms / 1000 or None)
+
+
+def start_worker(module: str = "app.tasks", extra_env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(extra_env or {})}
+    return subprocess.Popen(
+        ["dramatiq", module, "--processes", "1", "--threads", str(THREADS)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def q(sql: str, **params):
+    from app.db import get_owner_db
+
+    with get_owner_db().engine.connect() as connection:
+        return connection.execute(sa.text(sql), params).all()
+
+
+def wait_done(condition_sql: str, timeout: float = 600, **params) -> None:
+    """Wait until no job matching the condition is unfinished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = q(f"SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded','dead','cancelled') AND {condition_sql}",
+                 **params)[0][0]
+        if left == 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(condition_sql)
+
+
+def waits(tenant_id: str) -> list[float]:
+    rows = q("SELECT extract(epoch FROM started_at - enqueued_at) FROM jobs WHERE tenant_id = :t "
+             "AND started_at IS NOT NULL", t=tenant_id)
+    return sorted(float(r[0]) for r in rows)
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    k = max(0, min(len(values) - 1, math.ceil(p / 100 * len(values)) - 1))
+    return sorted(values)[k]
+
+
+def throughput(condition_sql: str = "true", **params) -> float:
+    (first, last, n), = q(f"SELECT min(started_at), max(finished_at), count(*) FROM jobs WHERE state = 'succeeded' "
+                          f"AND {condition_sql}", **params)
+    return n / max(1e-9, (last - first).total_seconds()) if n else 0.0
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+# -- baselines (plain Dramatiq) -----------------------------------------------------------------
+
+
+def baseline_run(sends: list[tuple[str, int, str]], *, queues: list[str] = (), delay_between: float = 0.0,
+                 sleep_ms: float = SLEEP_MS) -> dict[str, list[tuple[float, float, float]]]:
+    """Send (tenant, n, queue) batches to plain Dramatiq and return each tenant's (sent, started, finished)."""
+    import pika
+    import redis
+
+    from bench.baseline_actors import RECORDS
+
+    r = redis.Redis.from_url(ENV["BENCH_REDIS_URL"])
+    r.delete(RECORDS)
+    connection = pika.BlockingConnection(pika.URLParameters(ENV["BENCH_BROKER_URL"]))
+    channel = connection.channel()
+    for queue in ("bench.shared", *queues):
+        channel.queue_declare(queue, durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.XQ"})
+        channel.queue_purge(queue)
+    worker = start_worker("bench.baseline_actors", {"BENCH_QUEUES": ",".join(queues)})
+    time.sleep(3)
+    import dramatiq
+
+    total = 0
+    for index, (tenant, n, queue) in enumerate(sends):
+        if index and delay_between:
+            time.sleep(delay_between)
+        for _ in range(n):
+            message = dramatiq.Message(queue_name=queue, actor_name="sleep_job", args=(tenant, time.time(), sleep_ms),
+                                       kwargs={}, options={})
+            channel.basic_publish("", queue, message.encode(), pika.BasicProperties(delivery_mode=2))
+        total += n
+    deadline = time.monotonic() + 900
+    while r.llen(RECORDS) < total and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop(worker)
+    connection.close()
+    records: dict[str, list[tuple[float, float, float]]] = {}
+    for raw in r.lrange(RECORDS, 0, -1):
+        tenant, sent, started, finished = raw.decode().split()
+        records.setdefault(tenant, []).append((float(sent), float(started), float(finished)))
+    return records
+
+
+def baseline_waits(records, tenant) -> list[float]:
+    return sorted(started - sent for sent, started, _ in records.get(tenant, []))
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+
+def report(name: str, rows: list[tuple[str, str]], target: str, met: bool | None) -> None:
+    print(f"\n== {name}")
+    for label, value in rows:
+        print(f"   {label:<58} {value}")
+    verdict = "n/a" if met is None else ("MET" if met else "MISSED")
+    print(f"   target: {target}  -> {verdict}")
+    sys.stdout.flush()
+
+
+def noisy_neighbour(backlog: int, noisy_tenants: int) -> None:
+    """Scenario 1: B's 50 jobs behind A's backlog (spread over ``noisy_tenants`` tenants)."""
+    label = f"1. noisy neighbour ({backlog:,} backlog, {noisy_tenants + 1} tenants)"
+    # B alone, idle system
+    reset()
+    tenants({"b": (1, "default")})
+    worker = start_worker()
+    time.sleep(3)
+    enqueue("b", 50)
+    wait_done("tenant_id = 'b'")
+    idle = waits("b")
+    stop(worker)
+    # B behind A's backlog
+    reset()
+    noisy = [f"a{i}" for i in range(noisy_tenants)] if noisy_tenants > 1 else ["a"]
+    tenants({t: (1, "default") for t in noisy + ["b"]})
+    for t in noisy:
+        enqueue(t, backlog // len(noisy))
+    worker = start_worker()
+    time.sleep(4)  # A's backlog is being worked on
+    enqueue("b", 50)
+    wait_done("tenant_id = 'b'")
+    loaded = waits("b")
+    time.sleep(2)
+    stop(worker)
+    a_rate = throughput("tenant_id <> 'b'")
+    target = 2 * pct(idle, 99) + 0.100
+    # plain Dramatiq: one shared queue, then one queue per tenant
+    sends = [(t, backlog // len(noisy), "bench.shared") for t in noisy] + [("b", 50, "bench.shared")]
+    shared = baseline_run(sends, delay_between=0)
+    per_queue = [f"bench.t.{t}" for t in noisy + ["b"]]
+    if len(per_queue) <= 64:
+        per_tenant = baseline_run([(t, backlog // len(noisy), f"bench.t.{t}") for t in noisy] +
+                                  [("b", 50, "bench.t.b")], queues=per_queue)
+        per_tenant_p99 = fmt_ms(pct(baseline_waits(per_tenant, "b"), 99))
+    else:
+        per_tenant_p99 = "not run (more than 64 queues in one worker)"
+    report(label, [
+        ("fairq: B alone p50 / p99", f"{fmt_ms(pct(idle, 50))} / {fmt_ms(pct(idle, 99))}"),
+        ("fairq: B behind the backlog p50 / p99", f"{fmt_ms(pct(loaded, 50))} / {fmt_ms(pct(loaded, 99))}"),
+        ("fairq: A's throughput while B ran (jobs/s)", f"{a_rate:8.0f}"),
+        ("plain Dramatiq, one shared queue: B p99", fmt_ms(pct(baseline_waits(shared, "b"), 99))),
+        ("plain Dramatiq, a queue per tenant: B p99", per_tenant_p99),
+    ], f"B p99 under load <= 2 x idle p99 + 100 ms = {fmt_ms(target)}", pct(loaded, 99) <= target)
+
+
+def backlogged_shares(spec: dict[str, tuple[int, float]], duration: float) -> dict[str, float]:
+    """Run backlogged tenants (weight, sleep ms) for ``duration`` seconds; each one's share of worker time."""
+    reset()
+    tenants({t: (w, "default") for t, (w, _ms) in spec.items()})
+    for t, (_w, ms) in spec.items():
+        expected = duration * THREADS / (ms / 1000 + 0.0006)
+        enqueue(t, int(expected * 1.2) + 100, sleep_ms=ms)
+    worker = start_worker()
+    time.sleep(duration + 4)
+    stop(worker)
+    # worker time charged inside the steady window (skip the first 2 s of warm-up)
+    rows = q("SELECT tenant_id, sum(run_seconds) FROM jobs WHERE state = 'succeeded' AND started_at > "
+             "(SELECT min(started_at) FROM jobs) + interval '2 seconds' GROUP BY tenant_id")
+    total = sum(float(r[1]) for r in rows) or 1.0
+    left = dict(q("SELECT tenant_id, count(*) FROM jobs WHERE state = 'queued' GROUP BY tenant_id"))
+    for t in spec:
+        if not left.get(t):
+            print(f"   (warning: tenant {t} ran out of backlog; enqueue more)")
+    return {r[0]: float(r[1]) / total for r in rows}
+
+
+def jain(values: list[float]) -> float:
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
+
+
+def weights(duration: float) -> None:
+    spec = {"w1": (1, SLEEP_MS), "w2": (2, SLEEP_MS), "w4": (4, SLEEP_MS)}
+    shares = backlogged_shares(spec, duration)
+    total_weight = sum(w for w, _ in spec.values())
+    rows, errors, normalised = [], [], []
+    for t, (w, _ms) in spec.items():
+        entitled = w / total_weight
+        got = shares.get(t, 0.0)
+        errors.append(abs(got - entitled) / entitled)
+        normalised.append(got / entitled)
+        rows.append((f"tenant {t}: share of worker time vs entitlement", f"{got:6.1%} vs {entitled:6.1%}"))
+    index = jain(normalised)
+    rows.append(("Jain's index of weight-normalised worker time", f"{index:.4f}"))
+    report(f"2. weights 1:2:4, {duration:.0f} s backlogged", rows,
+           "each share within +-5 % (relative) of its entitlement; Jain >= 0.99",
+           max(errors) <= 0.05 and index >= 0.99)
+
+
+def unequal_cost(duration: float) -> None:
+    shares = backlogged_shares({"slow": (1, 20.0), "fast": (1, 2.0)}, duration)
+    slow, fast = shares.get("slow", 0.0), shares.get("fast", 0.0)
+    report(f"2b. unequal cost (20 ms vs 2 ms jobs, equal weights), {duration:.0f} s", [
+        ("share of worker time: slow / fast", f"{slow:6.1%} / {fast:6.1%}"),
+    ], "each 50 % +- 5 %", abs(slow - 0.5) <= 0.025 and abs(fast - 0.5) <= 0.025)
+
+
+def priority() -> None:
+    reset()
+    tenants({"p": (1, "default")})
+    enqueue("p", 10_000, priority="low")
+    worker = start_worker()
+    time.sleep(4)
+    enqueue("p", 1, priority="high")
+    (high_id,), = q("SELECT id FROM jobs WHERE priority = 2")
+    wait_done("id = :i", i=high_id)
+    (wait,), = q("SELECT extract(epoch FROM started_at - enqueued_at) FROM jobs WHERE id = :i", i=high_id)
+    rate = throughput("priority = 0")
+    stop(worker)
+    window = int(os.environ.get("FAIRQ_DISPATCH_WINDOW", "16"))
+    drain = window / rate if rate else float("nan")
+    report("3. priority: one high job behind 10,000 low ones", [
+        ("wait of the high job", fmt_ms(float(wait))),
+        (f"time to drain the in-flight window ({window} jobs at the measured rate)", fmt_ms(drain)),
+    ], "high job's wait <= time to drain the window", float(wait) <= drain)
+
+
+def rate_limit(duration: float) -> None:
+    def run(limited_plan: str) -> tuple[float, float]:
+        reset()
+        tenants({"limited": (1, limited_plan), "u1": (1, "default"), "u2": (1, "default")})
+        for t in ("limited", "u1", "u2"):
+            enqueue(t, int(duration * 2500))
+        worker = start_worker()
+        time.sleep(duration + 4)
+        stop(worker)
+        window = "started_at > (SELECT min(started_at) FROM jobs) + interval '2 seconds' " \
+                 "AND started_at < (SELECT min(started_at) FROM jobs) + interval '2 seconds' + :d * interval '1 second'"
+        (limited_n,), = q(f"SELECT count(*) FROM jobs WHERE tenant_id = 'limited' AND {window}", d=duration - 2)
+        (total_n,), = q(f"SELECT count(*) FROM jobs WHERE {window}", d=duration - 2)
+        return limited_n / (duration - 2), total_n / (duration - 2)
+
+    limited_rate, total_limited = run("limited")
+    _, total_free = run("default")
+    ratio = total_limited / total_free if total_free else float("nan")
+    report(f"4. rate limit 100 jobs/s on one tenant of three, {duration:.0f} s", [
+        ("limited tenant's rate (jobs/s)", f"{limited_rate:8.1f}"),
+        ("total throughput with the limit / without (jobs/s)", f"{total_limited:8.0f} / {total_free:8.0f}"),
+        ("ratio", f"{ratio:8.3f}"),
+    ], "limited at 100 +- 5 jobs/s; total >= 95 % of the unlimited run",
+        abs(limited_rate - 100) <= 5 and ratio >= 0.95)
+
+
+def overhead(n: int) -> None:
+    results = {}
+    for sleep_ms in (SLEEP_MS, 0.0):
+        reset()
+        tenants({"t": (1, "default")})
+        enqueue("t", n, sleep_ms=sleep_ms)
+        worker = start_worker()
+        wait_done("true", timeout=900)
+        stop(worker)
+        fairq_rate = throughput()
+        records = baseline_run([("t", n, "bench.shared")], sleep_ms=sleep_ms)
+        rows = records.get("t", [])
+        plain_rate = len(rows) / max(1e-9, max(f for _, _, f in rows) - min(s for _, s, _ in rows)) if rows else 0
+        results[sleep_ms] = (fairq_rate, plain_rate)
+    (f2, p2), (f0, p0) = results[SLEEP_MS], results[0.0]
+    report(f"5. overhead: {n:,} jobs, 1 worker process x {THREADS} threads", [
+        ("2 ms jobs: fairq / plain Dramatiq (jobs/s)", f"{f2:8.0f} / {p2:8.0f}   ratio {f2 / p2:.3f}"),
+        ("no-op jobs: fairq / plain Dramatiq (jobs/s)", f"{f0:8.0f} / {p0:8.0f}   ratio {f0 / p0:.3f}"),
+    ], "2 ms ratio >= 0.8", f2 / p2 >= 0.8)
+
+
+def scale(jobs: int) -> None:
+    rates = {}
+    for count in (10, 1000):
+        reset()
+        tenants({f"s{i}": (1, "default") for i in range(count)})
+        for i in range(count):
+            enqueue(f"s{i}", jobs // count)
+        worker = start_worker()
+        wait_done("true", timeout=900)
+        stop(worker)
+        rates[count] = throughput()
+    ratio = rates[1000] / rates[10]
+    report(f"6. scale: {jobs:,} jobs over 10 vs 1,000 active tenants", [
+        ("throughput with 10 tenants / 1,000 tenants (jobs/s)", f"{rates[10]:8.0f} / {rates[1000]:8.0f}"),
+        ("ratio", f"{ratio:8.3f}"),
+    ], "1,000-tenant throughput >= 0.8 x 10-tenant", ratio >= 0.8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backlog", type=int, default=20_000)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of the backlogged scenarios")
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs of the throughput scenarios")
+    parser.add_argument("--only", default="1,1t,2,2b,3,4,5,6", help="scenarios to run, e.g. 1,5")
+    parser.add_argument("--window", type=int, default=16, help="FAIRQ_DISPATCH_WINDOW of the worker")
+    args = parser.parse_args()
+    os.environ["FAIRQ_DISPATCH_WINDOW"] = str(args.window)
+    only = set(args.only.split(","))
+    setup()
+    print(f"fairq fairness benchmark: 1 worker process x {THREADS} threads, {SLEEP_MS:g} ms jobs, "
+          f"window {args.window}; {time.strftime('%Y-%m-%d %H:%M')}")
+    if "1" in only:
+        noisy_neighbour(args.backlog, 1)
+    if "1t" in only:
+        noisy_neighbour(args.backlog, 999)
+    if "2" in only:
+        weights(args.duration)
+    if "2b" in only:
+        unequal_cost(args.duration)
+    if "3" in only:
+        priority()
+    if "4" in only:
+        rate_limit(args.duration)
+    if "5" in only:
+        overhead(args.jobs)
+    if "6" in only:
+        scale(args.jobs)
+
+
+if __name__ == "__main__":
+    main()
