@@ -220,3 +220,22 @@ def test_a_worker_killed_mid_job_loses_nothing(client, fast_retries, db):
             os.killpg(first.pid, signal.SIGKILL)
     job = job_row(job_id)
     assert job.attempts == 2 and job.finished_at is not None
+
+
+def test_a_dedicated_plan_runs_only_on_its_own_workers(client, worker):
+    """A tenant on a dedicated plan: its jobs go to fairq.t.<tenant>, which general workers leave alone."""
+    a = sign_up(client, "acme")
+    service.update_tenant("acme", service.TenantChanges(plan="dedicated"))
+    job_id = enqueue(client, a)
+    assert job_row(job_id).queue == "fairq.t.acme"
+    time.sleep(2)
+    assert states([job_id])[job_id] in ("queued", "dispatched")  # the general worker did not take it
+    own = subprocess.Popen(
+        ["dramatiq", "app.tasks", "-Q", "fairq.t.acme", "--processes", "1", "--threads", "1"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: states([job_id])[job_id] == "succeeded", timeout=60)
+    finally:
+        os.killpg(own.pid, signal.SIGTERM)
+        own.wait(30)

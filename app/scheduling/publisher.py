@@ -66,11 +66,11 @@ class RabbitmqTxPublisher(Publisher):
 
         if not messages:
             return
-        for queue in {m.queue_name for m in messages} - self._declared:
-            self.broker.declare_queue(queue, ensure=True)
-            self._declared.add(queue)
         try:
             channel = self._open()
+            for queue in {m.queue_name for m in messages} - self._declared:
+                self._declare(channel, queue)
+                self._declared.add(queue)
             for message in messages:
                 channel.basic_publish(
                     exchange="",
@@ -83,7 +83,25 @@ class RabbitmqTxPublisher(Publisher):
             self.close()  # the next batch starts on a fresh channel
             raise
 
+    def _declare(self, channel, queue: str) -> None:
+        """Declare ``queue`` as Dramatiq would (with its delay and dead-letter queues).
+
+        On this channel, not through the broker: declaring through the broker
+        would make this process's own worker consume the queue, and a tenant's
+        dedicated queue is for the workers started with ``-Q`` for it alone.
+        """
+        from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
+        from dramatiq.common import dq_name, xq_name
+
+        arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue)}
+        if self.broker.max_priority:
+            arguments["x-max-priority"] = self.broker.max_priority
+        channel.queue_declare(queue=queue, durable=True, arguments=arguments)
+        channel.queue_declare(queue=dq_name(queue), durable=True, arguments=arguments)
+        channel.queue_declare(queue=xq_name(queue), durable=True, arguments={"x-message-ttl": DEAD_MESSAGE_TTL})
+
     def close(self) -> None:
+        self._declared.clear()
         try:
             if self._connection is not None and self._connection.is_open:
                 self._connection.close()
