@@ -33,6 +33,7 @@ __all__ = [
     "SourceFileError",
     "Parser",
     "toolkit",
+    "parse_table",
     "get_plugin_manager",
     "sources",
     "channels",
@@ -234,3 +235,45 @@ def channels(manager: pluggy.PluginManager) -> dict[str, Channel]:
 
 
 from app.ingest import toolkit  # noqa: E402
+
+
+def parse_table(
+    stream: BinaryIO,
+    context: ParseContext,
+    *,
+    columns: Mapping[str, tuple[str, ...]],
+    required: tuple[tuple[str, ...], ...],
+    date_fields: tuple[str, ...],
+    build: Callable[..., Transaction],
+) -> Iterator[Transaction | RowError]:
+    """The loop every CSV source plugin needs: header, day-first evidence, one outcome per row.
+
+    Parameters:
+      columns, required: the plugin's header aliases and required columns (see ``toolkit.read_table``).
+      date_fields: the columns whose dates settle day-first against month-first.
+      build: ``build(record, day_first=..., where=...)`` returns the row's transaction or
+        raises ``toolkit.BadValue`` with the row's first problem.
+
+    Raises:
+      SourceFileError: the file cannot be read, or (after the last row) no row was valid.
+    """
+    valid = errors = 0
+    try:
+        where = toolkit.zone(context.timezone)
+        records = toolkit.read_table(stream, columns=columns, required=required)
+        day_first, records = toolkit.settle_day_first(records, fields=date_fields)
+        for record in records:
+            try:
+                transaction = build(record, day_first=day_first, where=where)
+            except toolkit.BadValue as problem:
+                if not record.trailing:
+                    errors += 1
+                    yield RowError(record.line, str(problem), record.raw)
+                continue
+            valid += 1
+            yield transaction
+    except toolkit.UnreadableFile as exc:
+        raise SourceFileError(str(exc)) from None
+    if not valid:
+        reason = f"all {errors} rows have errors" if errors else "a header but no data"
+        raise SourceFileError(f"no valid rows: {reason}")

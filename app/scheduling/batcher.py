@@ -64,6 +64,12 @@ class GroupCommit(Generic[Item, Result]):
             raise pending.error
         return pending.result  # type: ignore[return-value]
 
+    def post(self, item: Item) -> None:
+        """Queue ``item`` without waiting for its commit (failures are logged)."""
+        with self._condition:
+            self._pending.append(_Pending(item))
+            self._condition.notify()
+
     def _run(self) -> None:
         while True:
             with self._condition:
@@ -75,6 +81,7 @@ class GroupCommit(Generic[Item, Result]):
                 for pending, result in zip(batch, results, strict=True):
                     pending.result = result
             except BaseException as exc:  # every waiter of the batch gets the failure
+                logger.warning("group commit of %d items failed: %r", len(batch), exc)
                 for pending in batch:
                     pending.error = exc
             for pending in batch:

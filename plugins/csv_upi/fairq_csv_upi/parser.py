@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, tzinfo
 from typing import BinaryIO
 
-from app.hooks import ParseContext, RowError, SourceFileError, Transaction, toolkit
+from app.hooks import ParseContext, RowError, Transaction, parse_table, toolkit
 
 __all__ = ["COLUMNS", "parse"]
 
@@ -65,26 +65,8 @@ def parse(stream: BinaryIO, context: ParseContext) -> Iterator[Transaction | Row
       SourceFileError: no header in the first 30 rows, a required column missing, not
         UTF-8, broken CSV, or (after the last row, so after its row errors) no valid row.
     """
-    valid = errors = 0
-    try:
-        where = toolkit.zone(context.timezone)
-        records = toolkit.read_table(stream, columns=COLUMNS, required=REQUIRED)
-        day_first, records = toolkit.settle_day_first(records, fields=DATE_FIELDS)
-        for record in records:
-            try:
-                transaction = _transaction(record, day_first=day_first, where=where)
-            except toolkit.BadValue as problem:
-                if not record.trailing:
-                    errors += 1
-                    yield RowError(record.line, str(problem), record.raw)
-                continue
-            valid += 1
-            yield transaction
-    except toolkit.UnreadableFile as exc:
-        raise SourceFileError(str(exc)) from None
-    if not valid:
-        reason = f"all {errors} rows have errors" if errors else "a header but no data"
-        raise SourceFileError(f"no valid rows: {reason}")
+    return parse_table(stream, context, columns=COLUMNS, required=REQUIRED, date_fields=DATE_FIELDS,
+                       build=_transaction)
 
 
 def _transaction(record: toolkit.Record, *, day_first: bool, where: tzinfo) -> Transaction:
