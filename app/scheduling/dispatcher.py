@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dramatiq import Middleware
 
@@ -31,6 +31,7 @@ from app.quota import LimiterUnavailable, TakeRequest, make_buckets
 from app.quota.buckets import BucketSpec
 from app.quota.plans import limits_for, plan_for
 from app.scheduling import signals
+from app.scheduling.batcher import GroupCommit
 from app.scheduling.fairness import Candidate, FairQueue
 from app.scheduling.kinds import JOBS_QUEUE, kinds
 from app.scheduling.leader import make_leadership
@@ -54,6 +55,8 @@ IDLE_WAIT = 0.5
 FULL_WAIT = 0.05
 #: Weight of a new measurement in a kind's running-time estimate.
 EWMA = 0.2
+#: Seconds between sweeps for jobs that left flight unannounced (and the least age of one swept).
+SWEEP = 1.0
 #: Seconds between checks for waiting jobs (retry backoffs, deferrals) that came due.
 DUE_CHECK = 0.25
 
@@ -63,6 +66,7 @@ class InFlight:
     tenant_id: str
     kind: str
     estimate: float
+    since: float = field(default_factory=time.monotonic)
 
 
 class Dispatcher:
@@ -91,7 +95,10 @@ class Dispatcher:
         self._housekeeping_at = 0.0
         self._last_due_check = utcnow()
         self._due_at = 0.0
+        self._swept_at = 0.0
         self.dispatched = 0
+        # marking jobs dispatched is off the critical path: the gate admits a job either way
+        self._marker = GroupCommit(self._mark, name="fairq-dispatch-mark")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -138,11 +145,15 @@ class Dispatcher:
     def step(self) -> int:
         """One round; returns how many jobs were dispatched."""
         full = len(self.in_flight) >= self.window
-        for tenant_id in self.leadership.wait_for_news(FULL_WAIT if full else IDLE_WAIT):
-            if tenant_id != signals.WAKE:
-                self.queue.notify(tenant_id)
+        for news in self.leadership.wait_for_news(FULL_WAIT if full else IDLE_WAIT):
+            if news.startswith(signals.WAKE):
+                for job_id, seconds in signals.parse_ended(news):
+                    self._ended(job_id, seconds)
+            else:
+                self.queue.notify(news)
         self._refresh_tenants()
-        self._collect_finished()
+        if time.monotonic() - self._swept_at > SWEEP:
+            self._sweep()
         if time.monotonic() - self._housekeeping_at > HOUSEKEEPING:
             self._housekeeping()
         if time.monotonic() - self._due_at > DUE_CHECK:
@@ -221,12 +232,16 @@ class Dispatcher:
             for candidate in reversed(chosen):
                 self.queue.unselect(candidate)
             return
-        self.store.mark_dispatched([c.job_id for c in chosen])
+        self._marker.post([c.job_id for c in chosen])
         for candidate in chosen:
             self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
         self.dispatched += len(chosen)
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    def _mark(self, batches: list[list[int]]) -> list[None]:
+        self.store.mark_dispatched([job_id for batch in batches for job_id in batch])
+        return [None] * len(batches)
 
     def _refill(self, tenant_id: str, n: int) -> list[Candidate]:
         exclude = [job_id for job_id, f in self.in_flight.items() if f.tenant_id == tenant_id]
@@ -242,14 +257,26 @@ class Dispatcher:
             cost=head.cost_estimate or self.estimates.get(head.kind, 0.05),
         )
 
-    def _collect_finished(self) -> None:
-        for done in self.store.finished(list(self.in_flight)):
-            flight = self.in_flight.pop(done.job_id)
-            actual = max(0.0, done.run_seconds)
-            self.queue.complete(flight.tenant_id, estimated=flight.estimate, actual=actual)
-            if done.state in ("succeeded", "failed", "dead") and actual > 0:
-                previous = self.estimates.get(flight.kind, actual)
-                self.estimates[flight.kind] = (1 - EWMA) * previous + EWMA * actual
+    def _ended(self, job_id: int, seconds: float) -> None:
+        """A job left flight after running ``seconds`` (0: it never ran): charge its tenant that."""
+        flight = self.in_flight.pop(job_id, None)
+        if flight is None:
+            return  # not this leader's (or already swept)
+        actual = max(0.0, seconds)
+        self.queue.complete(flight.tenant_id, estimated=flight.estimate, actual=actual)
+        if actual > 0:
+            previous = self.estimates.get(flight.kind, actual)
+            self.estimates[flight.kind] = (1 - EWMA) * previous + EWMA * actual
+
+    def _sweep(self) -> None:
+        """Jobs that left flight without a word (cancelled while waiting, skipped as duplicates, a lost
+        notification): their rows say so. Only jobs dispatched a while ago are looked at, so a job
+        not yet marked ``dispatched`` is never mistaken for one that ended."""
+        self._swept_at = time.monotonic()
+        settled = time.monotonic() - SWEEP
+        old = [job_id for job_id, flight in self.in_flight.items() if flight.since < settled]
+        for done in self.store.finished(old):
+            self._ended(done.job_id, done.run_seconds)
 
     def _refresh_tenants(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._tenants_at < TENANT_REFRESH:

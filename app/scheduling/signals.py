@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from app.db import AFTER_COMMIT
 
-__all__ = ["CHANNEL", "WAKE", "announce", "wake", "bus", "LocalBus"]
+__all__ = ["CHANNEL", "WAKE", "announce", "ended", "ended_payloads", "parse_ended", "bus", "LocalBus"]
 
 #: The PostgreSQL channel the dispatcher listens on; the payload is a tenant id.
 CHANNEL = "fairq_jobs"
-#: The payload that only wakes the dispatcher (a job ended) without saying a tenant has new work.
+#: Payloads that start with this report jobs that left flight, ``~<id>:<run seconds>,...``, and
+#: say no tenant has new work (a tenant id never starts with it).
 WAKE = "~"
 
 
@@ -77,6 +78,24 @@ class _Publish:
         bus.publish(self.tenants)
 
 
-def wake(target: sa.Connection | Session) -> None:
-    """Wake the dispatcher once the transaction commits (jobs ended; no new work to look for)."""
-    announce(target, WAKE)
+def ended(target: sa.Connection | Session, jobs: list[tuple[int, float]]) -> None:
+    """Tell the dispatcher, once the transaction commits, that these jobs left flight: (id, run seconds)."""
+    announce(target, *ended_payloads(jobs))
+
+
+def ended_payloads(jobs: list[tuple[int, float]]) -> list[str]:
+    """The payloads that report these jobs (a NOTIFY payload holds at most 8,000 bytes)."""
+    return [
+        WAKE + ",".join(f"{job_id}:{seconds:.4f}" for job_id, seconds in jobs[start:start + 200])
+        for start in range(0, len(jobs), 200)
+    ]
+
+
+def parse_ended(payload: str) -> list[tuple[int, float]]:
+    """The (job id, run seconds) pairs of an :func:`ended` payload."""
+    pairs = []
+    for part in payload[len(WAKE):].split(","):
+        if part:
+            job_id, _, seconds = part.partition(":")
+            pairs.append((int(job_id), float(seconds or 0)))
+    return pairs

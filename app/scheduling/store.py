@@ -7,6 +7,7 @@ failover, a worker killed mid-job).
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -101,8 +102,10 @@ class Store:
         """:meth:`start` for many jobs in one statement: (job id, redelivered) each."""
         ids = [job_id for job_id, _ in requests]
         redelivered = [job_id for job_id, again in requests if again] or [-1]
-        with self.db.system() as connection:
-            rows = connection.execute(_START_MANY, {"ids": ids, "redelivered": redelivered, "now": utcnow()}).all()
+        with self.db.system_engine.connect() as connection:  # one statement: its own transaction
+            rows = connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+                _START_MANY, {"ids": ids, "redelivered": redelivered, "now": utcnow()}
+            ).all()
         started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5]) for row in rows}
         return [started.get(job_id) for job_id in ids]
 
@@ -126,15 +129,35 @@ class Store:
             amounts["rows"] += int(result.get("rows_loaded", 0) or 0)
             amounts["messages"] += int(result.get("messages", 0) or 0)
             amounts["failures"] += 0 if outcome.state == "succeeded" else 1
+        ended = [(o.started.job_id, o.run_seconds) for o in outcomes]
+        if self.db.dialect == "postgresql":
+            # one statement, one round trip: the outcomes, the usage and the dispatcher's news
+            with self.db.system_engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT").execute(_FINISH_MANY_PG, {
+                    "ids": [u["job_id"] for u in updates],
+                    "states": [u["state"] for u in updates],
+                    "finished": [u["finished_at"] for u in updates],
+                    "runs": [u["run_seconds"] for u in updates],
+                    "errors": [u["last_error"] for u in updates],
+                    "results": [None if u["result"] is None else json.dumps(u["result"]) for u in updates],
+                    "not_before": [u["not_before"] for u in updates],
+                    "day": day,
+                    "u_tenants": [tenant for tenant, _ in usage_rows],
+                    "u_kinds": [kind for _, kind in usage_rows],
+                    "u_runs": [a["run_seconds"] for a in usage_rows.values()],
+                    "u_rows": [a["rows"] for a in usage_rows.values()],
+                    "u_messages": [a["messages"] for a in usage_rows.values()],
+                    "u_failures": [a["failures"] for a in usage_rows.values()],
+                    "news": signals.ended_payloads(ended),
+                })
+            return [None] * len(outcomes)
         with self.db.system() as connection:
             connection.execute(_FINISH, updates)
             connection.execute(_usage_upsert(connection.dialect.name), [
                 {"tenant_id": tenant, "kind": kind, "day": day, "jobs": 0, **amounts}
                 for (tenant, kind), amounts in usage_rows.items()
             ])
-            retried = {o.started.tenant_id for o in outcomes if o.not_before is not None}
-            signals.announce(connection, *retried)  # their retries come due later; the rest only ended
-            signals.wake(connection)
+            signals.ended(connection, ended)
         return [None] * len(outcomes)
 
     def why_not_started(self, job_id: int) -> str:
@@ -178,7 +201,7 @@ class Store:
                 .returning(jobs.c.tenant_id)
             ).scalar()
             if tenant_id is not None:
-                signals.announce(connection, tenant_id)
+                signals.ended(connection, [(job_id, 0.0)])
 
     def finish(self, started: Started, *, state: str, run_seconds: float, error: str | None = None,
                result: dict[str, Any] | None = None, not_before: datetime | None = None) -> None:
@@ -352,9 +375,45 @@ _FINISH = (
     )
 )
 
-_MARK_DISPATCHED = (
+_FINISH_MANY_PG = sa.text(f"""
+    WITH done AS (
+        UPDATE jobs SET
+            state = v.state,
+            finished_at = v.finished_at,
+            run_seconds = jobs.run_seconds + v.run_seconds,
+            last_error = v.last_error,
+            result = COALESCE(v.result, jobs.result),
+            not_before = v.not_before
+        FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:finished AS timestamptz[]),
+            CAST(:runs AS float8[]), CAST(:errors AS text[]), CAST(:results AS jsonb[]),
+            CAST(:not_before AS timestamptz[])
+        ) AS v(id, state, finished_at, run_seconds, last_error, result, not_before)
+        WHERE jobs.id = v.id AND jobs.state = 'running'
+        RETURNING jobs.id
+    ), metered AS (
+        INSERT INTO usage_daily (tenant_id, day, kind, jobs, run_seconds, rows, messages, failures)
+        SELECT t, :day, k, 0, r, ro, m, f FROM unnest(
+            CAST(:u_tenants AS text[]), CAST(:u_kinds AS text[]), CAST(:u_runs AS float8[]),
+            CAST(:u_rows AS bigint[]), CAST(:u_messages AS bigint[]), CAST(:u_failures AS bigint[])
+        ) AS x(t, k, r, ro, m, f)
+        ON CONFLICT (tenant_id, day, kind) DO UPDATE SET
+            run_seconds = usage_daily.run_seconds + excluded.run_seconds,
+            rows = usage_daily.rows + excluded.rows,
+            messages = usage_daily.messages + excluded.messages,
+            failures = usage_daily.failures + excluded.failures
+        RETURNING 1
+    )
+    SELECT pg_notify('{signals.CHANNEL}', news) FROM unnest(CAST(:news AS text[])) AS n(news)
+""")
+
+_MARK_DISPATCHED = (  # a job the gate deferred meanwhile has a future not_before: it stays queued
     jobs.update()
-    .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state.in_((*DISPATCHABLE, "running")))
+    .where(
+        jobs.c.id.in_(sa.bindparam("ids", expanding=True)),
+        jobs.c.state.in_((*DISPATCHABLE, "running")),
+        sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.bindparam("now")),
+    )
     .values(
         state=sa.case((jobs.c.state.in_(DISPATCHABLE), "dispatched"), else_=jobs.c.state),
         dispatched_at=sa.bindparam("now"),
