@@ -169,10 +169,21 @@ class Dispatcher:
         return len(chosen)
 
     def _choose(self, free: int) -> list[Candidate]:
-        now = time.monotonic()
-        chosen = self.queue.select(free, blocked=lambda t, k: self.blocked_until.get((t, k), 0) > now
-                                   or self._at_kind_cap(t, k))
-        return self._take_tokens(chosen)
+        """Up to ``free`` jobs in fair order, each with its rate-limit token.
+
+        Slots a rate-limited tenant could not use go to the others in the same round
+        (work-conserving): a tenant refused tokens is blocked, and the queue is asked again.
+        """
+        chosen: list[Candidate] = []
+        for _ in range(3):
+            now = time.monotonic()
+            batch = self.queue.select(free - len(chosen), blocked=lambda t, k: self.blocked_until.get((t, k), 0) > now
+                                      or self._at_kind_cap(t, k))
+            granted = self._take_tokens(batch)
+            chosen += granted
+            if len(granted) == len(batch) or len(chosen) >= free:
+                break
+        return chosen
 
     def _at_kind_cap(self, tenant_id: str, kind: str) -> bool:
         cap = limits_for(plan_for(self.settings, self.plans.get(tenant_id, "default")), kind).concurrency
