@@ -138,3 +138,16 @@ def test_expired_revocations_are_purged(real_settings, db):
     purge_revoked_tokens()  # the actor's function, called directly
     with db.session() as session:
         assert session.scalars(sa.select(RevokedToken.jti)).all() == ["live"]
+
+
+def test_ticks_missed_during_an_outage_are_logged(real_settings, db, caplog):
+    import logging
+
+    broker, actor = stub_broker_with(lambda: None)  # every minute
+    now = pendulum.now("UTC").replace(second=0, microsecond=0)
+    with db.session() as session:
+        session.add(PeriodicRun(task="tick_counter", scheduled_at=now.subtract(minutes=5), outcome="succeeded"))
+    actor.send_with_options(scheduled_at=str(now))
+    with caplog.at_level(logging.WARNING):
+        run_all(broker)
+    assert any("4 ticks of tick_counter were missed" in r.getMessage() for r in caplog.records)

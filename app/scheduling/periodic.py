@@ -68,6 +68,10 @@ class PeriodicOnce(Middleware):
         task, scheduled_at = tick
         try:
             with get_db().session() as session:
+                previous = session.scalar(
+                    sa.select(sa.func.max(PeriodicRun.scheduled_at))
+                    .where(PeriodicRun.task == task, PeriodicRun.scheduled_at < scheduled_at)
+                )
                 session.add(PeriodicRun(task=task, scheduled_at=scheduled_at))
         except IntegrityError:
             logger.info("tick %s of %s already ran; skipping the duplicate", scheduled_at, task)
@@ -75,6 +79,11 @@ class PeriodicOnce(Middleware):
         except SQLAlchemyError:
             logger.error("tick %s of %s missed: database unavailable", scheduled_at, task)
             raise SkipMessage() from None
+        if previous is not None:
+            missed = missed_ticks(broker.actors[task].options["periodic"], previous, scheduled_at)
+            if missed:
+                logger.warning("%d ticks of %s were missed between %s and %s (an outage?)",
+                               missed, task, previous, scheduled_at)
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         """Called after a message is processed: records the tick's outcome."""
@@ -99,6 +108,18 @@ class PeriodicOnce(Middleware):
                 )
         except SQLAlchemyError:
             logger.exception("could not record the outcome of tick %s of %s", scheduled_at, task)
+
+
+def missed_ticks(spec, previous: datetime, current: datetime, *, limit: int = 10_000) -> int:
+    """How many ticks of ``spec`` fell strictly between ``previous`` and ``current``."""
+    missed = 0
+    tick = pendulum.instance(previous)
+    while missed < limit:
+        tick = spec.next_valid_date(tick)
+        if tick >= current:
+            return missed
+        missed += 1
+    return missed
 
 
 def periodic_actors(broker) -> list[Actor]:
