@@ -55,6 +55,9 @@ IDLE_WAIT = 0.5
 FULL_WAIT = 0.05
 #: Weight of a new measurement in a kind's running-time estimate.
 EWMA = 0.2
+#: While tenants have work waiting, the share of the window that must be free before a round:
+#: one publish and one update then carry several jobs instead of one.
+BATCH_SHARE = 0.25
 #: Seconds between sweeps for jobs that left flight unannounced (and the least age of one swept).
 SWEEP = 1.0
 #: Seconds between checks for waiting jobs (retry backoffs, deferrals) that came due.
@@ -82,6 +85,9 @@ class Dispatcher:
         self.leadership = leadership or make_leadership(settings.sqlalchemy_url)
         self.clock = clock
         self.window = settings.dispatch_window
+        #: while work is waiting, a round starts only once this many slots are free
+        self.batch = max(1, int(self.window * BATCH_SHARE))
+        self._backlogged = False
         self.queue = FairQueue(refill=self._refill, aging_seconds=settings.aging_seconds, clock=clock)
         self.in_flight: dict[int, InFlight] = {}
         self.estimates: dict[str, float] = {name: k.cost_estimate for name, k in kinds().items()}
@@ -160,9 +166,10 @@ class Dispatcher:
             self._due_at = time.monotonic()
             self._notify_due()
         free = self.window - len(self.in_flight)
-        if free <= 0:
-            return 0
+        if free <= 0 or (free < self.batch and self._backlogged):
+            return 0  # wait for a few more to end: one round (one publish) for several jobs
         chosen = self._choose(free)
+        self._backlogged = len(chosen) == free
         if not chosen:
             return 0
         self._publish(chosen)
