@@ -171,6 +171,17 @@ class Settings(BaseSettings):
         1.0, gt=0, description="First retry delay; each further retry doubles it (with jitter)."
     )
     retry_backoff_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")
+    max_upload_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1024,
+        description="Largest file upload (POST /files) in bytes, the whole request; larger ones get 413.",
+    )
+    ingest_batch_rows: int = Field(
+        50_000, ge=100, le=1_000_000,
+        description="Rows an ingest job loads per transaction; it checkpoints and reports progress between them.",
+    )
+    ingest_timezone: str = Field(
+        "Asia/Kolkata", description="IANA time zone of local times in ingested files (stored in UTC)."
+    )
     plans: dict[str, PlanSpec] = Field(
         default_factory=dict,
         description=(
@@ -187,6 +198,19 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {value!r})")
         return level
+
+    @field_validator("ingest_timezone")
+    @classmethod
+    def _ingest_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{ENV_PREFIX}INGEST_TIMEZONE must be an IANA time zone such as Asia/Kolkata (got {value!r})"
+            ) from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -63,7 +63,7 @@ def test_seed_constraints_on_postgresql(settings, db):
     assert "INR" in columns["currency"]["default"]
     assert str(columns["raw_row"]["type"]) == "JSONB"
     unique = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("fintech_transactions")}
-    assert ("tenant_id", "txn_id") in unique
+    assert ("tenant_id", "ledger", "txn_id") in unique  # internal and external records both kept
     assert ("tenant_id", "email") in {tuple(u["column_names"]) for u in inspector.get_unique_constraints("users")}
     job_columns = {c["name"] for c in inspector.get_columns("campaign_jobs")}
     assert {"campaign_id", "tenant_id", "status", "payload", "attempts", "last_error", "processed_at"} <= job_columns

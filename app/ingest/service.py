@@ -1,0 +1,186 @@
+"""Ingest services: upload a file, enqueue its ingest, and run it (the job, the CLI).
+
+The API, the job kind and any CLI call these functions; views never hold this logic.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from app.db import get_db
+from app.errors import Invalid, ServiceError
+from app.hooks import ParseContext, SourceFileError
+from app.ingest.loader import Counts, Target, load
+from app.ingest.models import LEDGERS
+from app.ingest.paths import object_key, relative_path, tenant_prefix, upload_path
+from app.ingest.rejects import INGEST_KIND
+from app.ingest.sources import find_source
+from app.quota import quotas
+from app.quota.plans import plan_for
+from app.scheduling import jobs
+from app.scheduling.models import Job
+from app.settings import Settings
+from app.storage import ObjectNotFound, make_store
+from app.tenancy.scoping import session_tenant
+from app.tenancy.service import get_tenant
+
+__all__ = ["IngestFailed", "upload", "enqueue_ingest", "ingest_file", "READ_BUFFER"]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes read from the object store at a time.
+READ_BUFFER = 1024 * 1024
+
+
+class IngestFailed(Exception):
+    """The file cannot be ingested (missing, unreadable, no valid rows): one clear reason."""
+
+
+def upload(settings: Settings, tenant_id: str, stream: BinaryIO, filename: str | None) -> tuple[str, int]:
+    """Store an uploaded file under the tenant's ``uploads/`` folder, streaming.
+
+    Returns:
+      Its path relative to the tenant's folder (what ``s3_path`` takes), and its size.
+
+    Raises:
+      Invalid: the file is empty (nothing is stored).
+    """
+    first = stream.read(READ_BUFFER)
+    if not first:
+        raise Invalid("the file is empty", slug="empty-file", errors=[{"field": "file", "message": "empty"}])
+    path = upload_path(filename)
+    size = make_store(settings).put(tenant_prefix(tenant_id) + path, _Prepended(first, stream))
+    logger.info("uploaded %s (%d bytes)", path, size, extra={"tenant_id": tenant_id})
+    return path, size
+
+
+def enqueue_ingest(
+    session: Session,
+    settings: Settings,
+    *,
+    s3_path: str,
+    source: str,
+    ledger: str = "external",
+    priority: str = "normal",
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Queue the ingest of a file of the session's tenant, in the session's transaction.
+
+    Nothing is read here: the path is checked, the source looked up, the quota asked.
+
+    Returns:
+      The job, and whether it is new (``False``: the same ``idempotency_key`` was seen before).
+
+    Raises:
+      Invalid: a bad path, an unknown source or ledger (400).
+      Forbidden: a path in another tenant's folder (403).
+      QuotaExceeded: the tenant is over its rows quota (429).
+    """
+    tenant_id = session_tenant(session)
+    if tenant_id is None:
+        raise RuntimeError("enqueue_ingest needs a session scoped to a tenant")
+    path = relative_path(tenant_id, s3_path)
+    found = find_source(source)
+    if ledger not in LEDGERS:
+        raise Invalid(f"ledger must be one of {', '.join(LEDGERS)}",
+                      errors=[{"field": "ledger", "message": "external or internal"}])
+    quotas.check(session, plan_for(settings, get_tenant(tenant_id).plan), tenant_id=tenant_id, rows=0)
+    payload = {"s3_path": path, "source": found.name.upper(), "ledger": ledger}
+    return jobs.enqueue(session, settings, kind=INGEST_KIND, payload=payload, priority=priority,
+                        idempotency_key=idempotency_key)
+
+
+def ingest_file(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    job_id: int,
+    s3_path: str,
+    source: str,
+    ledger: str = "external",
+    on_batch: Callable[[Counts], None] | None = None,
+) -> Counts:
+    """Stream a tenant's file from the store through its source's parser into the table.
+
+    Safe to run again for the same job: rows already loaded are not loaded twice.
+
+    Raises:
+      IngestFailed: the path or source is not valid any more, the object is missing, or the
+        parser cannot read the file (no header, no valid row, broken CSV).
+    """
+    try:
+        key = object_key(tenant_id, s3_path)
+        parse = find_source(source).parse
+    except ServiceError as exc:
+        raise IngestFailed(exc.detail) from None
+    if ledger not in LEDGERS:
+        raise IngestFailed(f"ledger {ledger!r} is not one of {', '.join(LEDGERS)}")
+    target = Target(tenant_id=tenant_id, ledger=ledger, source=source.upper()[:32], job_id=job_id)
+    context = ParseContext(timezone=settings.ingest_timezone, ledger=ledger)
+    try:
+        with _opened(settings, key) as stream:
+            items = parse(stream, context)
+            try:
+                counts = load(get_db(settings), target, items,
+                              batch_rows=settings.ingest_batch_rows, on_batch=on_batch)
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()  # a parser stopped halfway cleans up while its stream is still open
+    except ObjectNotFound:
+        raise IngestFailed(f"s3_path {s3_path!r} not found in your tenant's folder") from None
+    except SourceFileError as exc:
+        raise IngestFailed(f"{s3_path}: {exc}") from None
+    logger.info("ingested %s: %s", s3_path, counts.as_result(),
+                extra={"job_id": job_id, "tenant_id": tenant_id})
+    return counts
+
+
+@contextmanager
+def _opened(settings: Settings, key: str) -> Iterator[BinaryIO]:
+    """The object as a buffered binary stream, read as it is consumed; closed afterwards."""
+    body = make_store(settings).open(key)
+    try:
+        if isinstance(body, io.BufferedIOBase):
+            yield body  # a local file
+        else:
+            yield io.BufferedReader(_Raw(body), READ_BUFFER)  # type: ignore[arg-type]
+    finally:
+        body.close()
+
+
+class _Raw(io.RawIOBase):
+    """An S3 body as a raw stream, so that reads come in large buffered pieces."""
+
+    def __init__(self, body) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Prepended:
+    """A stream whose first bytes were already read: those, then the rest."""
+
+    def __init__(self, first: bytes, rest: BinaryIO) -> None:
+        self.first = first
+        self.rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if self.first:
+            if size is None or size < 0:
+                data, self.first = self.first + self.rest.read(), b""
+                return data
+            data, self.first = self.first[:size], self.first[size:]
+            return data
+        return self.rest.read(size)

@@ -1,0 +1,94 @@
+"""Ingest end to end on the real servers: S3 upload, RabbitMQ worker, PostgreSQL, usage metering."""
+import time
+
+import dramatiq
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import sign_up
+from tests.test_ingest_support import count, enqueued, get_errors, upi_file, uploaded
+
+
+def wait_for(predicate, timeout=60.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def job_row(job_id):
+    from app.scheduling.models import Job
+    from app.tenancy.scoping import system_session
+
+    with system_session() as session:
+        return session.get(Job, job_id)
+
+
+def rows_metered(tenant_id: str) -> int:
+    from app.quota.models import UsageDaily
+    from app.tenancy.scoping import tenant_session
+
+    with tenant_session(tenant_id) as session:
+        return session.scalar(sa.select(sa.func.coalesce(sa.func.sum(UsageDaily.rows), 0)))
+
+
+@pytest.fixture
+def worker(real_settings, db):
+    """An in-process Dramatiq worker on RabbitMQ, quick retries, ingest batches of 100 rows."""
+    from app.settings import Settings, use_settings
+    from app.tasks import broker
+
+    use_settings(Settings.load(**{**real_settings.model_dump(), "retry_backoff_seconds": 0.05,
+                                  "retry_backoff_max_seconds": 0.2, "ingest_batch_rows": 100}))
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
+    broker.flush_all()
+
+
+def test_an_uploaded_file_is_ingested_by_a_worker_and_metered(client, worker):
+    a = sign_up(client, "acme")
+    job_id = enqueued(client, a, uploaded(client, a, upi_file(450) + b"bad,row,here\n"))
+    wait_for(lambda: job_row(job_id).state == "succeeded")
+    job = client.get(f"/jobs/{job_id}", headers=a.headers).get_json()
+    assert job["result"] == {"rows_read": 451, "rows_loaded": 450, "duplicates": 0, "conflicts": 0,
+                             "rejected": 1}
+    assert job["progress"]["done"] == 451 and job["attempts"] == 1
+    assert count("acme") == 450 and rows_metered("acme") == 450
+    text = get_errors(client, a, job_id).get_data(as_text=True)
+    assert text.splitlines()[1].startswith("452,rejected,")
+
+
+def test_a_missing_file_fails_with_not_found_without_a_traceback(client, worker):
+    a = sign_up(client, "acme")
+    job_id = enqueued(client, a, "uploads/never-uploaded.csv")
+    wait_for(lambda: job_row(job_id).state == "dead")
+    job = job_row(job_id)
+    assert "not found" in job.last_error and "Traceback" not in job.last_error
+    assert count("acme") == 0
+
+
+def test_a_job_killed_after_a_batch_is_retried_and_loads_each_row_once(client, worker, monkeypatch):
+    from app.ingest import loader
+
+    real_merge, calls = loader._merge, []
+
+    def crash_once_on_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConnectionError("connection to the database lost")
+        return real_merge(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "_merge", crash_once_on_the_third_batch)
+    a = sign_up(client, "acme")
+    job_id = enqueued(client, a, uploaded(client, a, upi_file(450)))
+    wait_for(lambda: job_row(job_id).state == "succeeded")
+    job = job_row(job_id)
+    assert job.attempts == 2
+    assert job.result == {"rows_read": 450, "rows_loaded": 450, "duplicates": 0, "conflicts": 0, "rejected": 0}
+    assert count("acme") == 450 and rows_metered("acme") == 450
