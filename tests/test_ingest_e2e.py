@@ -70,6 +70,7 @@ def test_a_missing_file_fails_with_not_found_without_a_traceback(client, worker)
     wait_for(lambda: job_row(job_id).state == "dead")
     job = job_row(job_id)
     assert "not found" in job.last_error and "Traceback" not in job.last_error
+    assert job.attempts == 1  # no retry can make the file appear: it is dead at once
     assert count("acme") == 0
 
 

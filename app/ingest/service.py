@@ -23,6 +23,7 @@ from app.ingest.sources import find_source
 from app.quota import quotas
 from app.quota.plans import plan_for
 from app.scheduling import jobs
+from app.scheduling.kinds import JobFailed
 from app.scheduling.models import Job
 from app.settings import Settings
 from app.storage import ObjectNotFound, make_store
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 READ_BUFFER = 1024 * 1024
 
 
-class IngestFailed(Exception):
+class IngestFailed(JobFailed):
     """The file cannot be ingested (missing, unreadable, no valid rows): one clear reason."""
 
 

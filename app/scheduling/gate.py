@@ -29,7 +29,7 @@ from dramatiq.middleware import SkipMessage
 from app.db import get_db, utcnow
 from app.quota.plans import limits_for, plan_for
 from app.scheduling.jobs import DEDICATED_PREFIX
-from app.scheduling.kinds import JobContext, current_job, kind_for_actor, set_current_job
+from app.scheduling.kinds import JobContext, JobFailed, current_job, kind_for_actor, set_current_job
 from app.scheduling.batcher import GroupCommit
 from app.scheduling.store import Outcome, Started, Store
 from app.settings import get_settings
@@ -133,7 +133,7 @@ class Gate(Middleware):
         run_seconds = time.monotonic() - job.started
         not_before = None
         if exception is not None:
-            state, error = "dead", repr(exception)
+            state, error = "dead", str(exception) if isinstance(exception, JobFailed) else repr(exception)
         elif job.cancelled:
             state, error = "cancelled", "cancelled while running"
         elif job.failure is not None:

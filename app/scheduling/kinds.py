@@ -23,6 +23,7 @@ __all__ = [
     "JobKind",
     "JobContext",
     "JobCancelled",
+    "JobFailed",
     "job_kind",
     "kinds",
     "kind_for_actor",
@@ -36,6 +37,11 @@ logger = logging.getLogger(__name__)
 JOBS_QUEUE = "fairq.jobs"
 #: Least seconds between two progress writes of one job.
 PROGRESS_INTERVAL = 0.5
+
+
+class JobFailed(Exception):
+    """Raised by a job that cannot succeed by trying again (a missing file, a file with no
+    header): the job is ``dead`` at once, with this message as its error, and no retry is spent."""
 
 
 class JobCancelled(Exception):
@@ -161,6 +167,8 @@ def job_kind(
                 job.result = fn(job)
             except JobCancelled:
                 job.cancelled = True
+            except JobFailed:
+                raise  # no retry can help: Dramatiq fails the message, the gate records it dead
             except Exception as exc:
                 if not job.retries_left:
                     raise  # Dramatiq fails the message: it goes to the dead-letter queue
