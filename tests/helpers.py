@@ -1,6 +1,7 @@
 """Helpers every API test uses: log in as a tenant, and prove another tenant cannot reach a resource."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 PASSWORD = "correct-horse-9"
@@ -58,3 +59,23 @@ def assert_cross_tenant_404(client, method: str, url: str, *, other: Login, json
     response = client.open(url, method=method, json=json, headers=other.headers)
     assert response.status_code == 404, (method, url, response.status_code, response.get_data(as_text=True))
     assert response.mimetype == "application/problem+json"
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something true; that value, or AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def job_row(job_id: int):
+    """A job's row, read across tenants."""
+    from app.scheduling.models import Job
+    from app.tenancy.scoping import system_session
+
+    with system_session() as session:
+        return session.get(Job, job_id)

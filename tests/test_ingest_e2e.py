@@ -1,30 +1,11 @@
 """Ingest end to end on the real servers: S3 upload, RabbitMQ worker, PostgreSQL, usage metering."""
-import time
 
 import dramatiq
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import sign_up
+from tests.helpers import job_row, sign_up, wait_for
 from tests.test_ingest_support import count, enqueued, get_errors, upi_file, uploaded
-
-
-def wait_for(predicate, timeout=60.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-
-
-def job_row(job_id):
-    from app.scheduling.models import Job
-    from app.tenancy.scoping import system_session
-
-    with system_session() as session:
-        return session.get(Job, job_id)
 
 
 def rows_metered(tenant_id: str) -> int:

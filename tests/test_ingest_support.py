@@ -61,10 +61,11 @@ def get_errors(client, who, job_id: int):
 def run_job(job_id: int, *, attempt: int = 1):
     """Run the ``ingest`` actor for a job in this thread, as the gate would hand it over.
 
-    Returns the job context: its ``result`` on success, ``failure`` on a failure with retries left.
+    Returns the job context: its ``result`` on success, ``failure`` on a failure (with retries
+    left, or a ``JobFailed`` that the gate would record as dead at once).
     """
     from app.db import get_db
-    from app.scheduling.kinds import JobContext, kinds, set_current_job
+    from app.scheduling.kinds import JobContext, JobFailed, kinds, set_current_job
     from app.scheduling.models import Job
     from app.scheduling.store import Store
     from app.tenancy.scoping import system_session
@@ -76,6 +77,8 @@ def run_job(job_id: int, *, attempt: int = 1):
     set_current_job(context)
     try:
         kinds()["ingest"].actor.fn(job_id)
+    except JobFailed as exc:
+        context.failure = exc
     finally:
         set_current_job(None)
     return context

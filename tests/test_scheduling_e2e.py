@@ -14,7 +14,7 @@ from app.scheduling.models import Job
 from app.tenancy import service
 from app.tenancy.scoping import system_session
 from tests.conftest import ROOT
-from tests.helpers import sign_up
+from tests.helpers import job_row, sign_up, wait_for
 
 #: The test's own switch for the flaky kind: while True, every attempt fails.
 BROKEN = {"on": True}
@@ -25,21 +25,6 @@ def flaky(job: JobContext) -> dict:
     if BROKEN["on"]:
         raise RuntimeError("downstream is down")
     return {"ok": True}
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-
-
-def job_row(job_id):
-    with system_session() as session:
-        return session.get(Job, job_id)
 
 
 def states(ids):
