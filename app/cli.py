@@ -134,10 +134,11 @@ def plugins() -> None:
 
 
 def _subsystem_commands() -> list[click.Command]:
+    from app.ingest.cli import COMMANDS as ingest
     from app.scheduling.cli import COMMANDS as scheduling
     from app.tenancy.cli import COMMANDS as tenancy
 
-    return [*tenancy, *scheduling]
+    return [*tenancy, *scheduling, *ingest]
 
 
 for _command in _subsystem_commands():
