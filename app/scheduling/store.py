@@ -407,19 +407,30 @@ _FINISH_MANY_PG = sa.text(f"""
     SELECT pg_notify('{signals.CHANNEL}', news) FROM unnest(CAST(:news AS text[])) AS n(news)
 """)
 
-_MARK_DISPATCHED = (  # a job the gate deferred meanwhile has a future not_before: it stays queued
-    jobs.update()
-    .where(
-        jobs.c.id.in_(sa.bindparam("ids", expanding=True)),
-        jobs.c.state.in_((*DISPATCHABLE, "running")),
+def _mark_dispatched():
+    """After publishing: waiting jobs become ``dispatched``. The mark runs a moment after the
+    publish, so a fast worker may have started or even finished a job already: its state is
+    kept, and only a missing ``dispatched_at`` is filled in. A job the gate deferred meanwhile
+    (a future ``not_before``) stays queued."""
+    waiting = sa.and_(
+        jobs.c.state.in_(DISPATCHABLE),
         sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.bindparam("now")),
     )
-    .values(
-        state=sa.case((jobs.c.state.in_(DISPATCHABLE), "dispatched"), else_=jobs.c.state),
-        dispatched_at=sa.bindparam("now"),
-        not_before=None,
+    return (
+        jobs.update()
+        .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)))
+        .values(
+            state=sa.case((waiting, "dispatched"), else_=jobs.c.state),
+            not_before=sa.case((waiting, None), else_=jobs.c.not_before),
+            dispatched_at=sa.case(
+                (sa.or_(waiting, jobs.c.dispatched_at.is_(None)), sa.bindparam("now")),
+                else_=jobs.c.dispatched_at,
+            ),
+        )
     )
-)
+
+
+_MARK_DISPATCHED = _mark_dispatched()
 
 _FINISHED = sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state, jobs.c.run_seconds).where(
     jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state.not_in(("dispatched", "running"))
