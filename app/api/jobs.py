@@ -10,7 +10,6 @@ from app.api.guards import tenant_user_required
 from app.api.pagination import PageIn, page, page_of
 from app.errors import Invalid
 from app.scheduling import jobs as job_service
-from app.scheduling.kinds import kinds
 from app.scheduling.models import PRIORITIES, PRIORITY_NAMES, STATES
 from app.tenancy.identity import request_session
 
@@ -93,11 +92,7 @@ def idempotency_key() -> str | None:
     responses={429: "Over a quota of the plan"},
 )
 def enqueue(body):
-    declared = kinds().get(body["kind"])
-    if declared is None or not declared.api:
-        open_kinds = sorted(name for name, k in kinds().items() if k.api)
-        raise Invalid(f"kind {body['kind']!r} cannot be enqueued here; try one of {', '.join(open_kinds)}",
-                      errors=[{"field": "kind", "message": "not open to the API"}])
+    job_service.require_api_kind(body["kind"])
     session = request_session()
     job, created = job_service.enqueue(
         session, _settings(), kind=body["kind"], payload=body["payload"], priority=body["priority"],

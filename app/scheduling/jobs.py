@@ -27,7 +27,7 @@ from app.settings import Settings
 from app.tenancy.models import Tenant
 from app.tenancy.scoping import session_tenant
 
-__all__ = ["enqueue", "enqueue_many", "get_job", "list_jobs", "cancel_job", "dedicated_queue"]
+__all__ = ["enqueue", "enqueue_many", "require_api_kind", "get_job", "list_jobs", "cancel_job", "dedicated_queue"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,19 @@ def enqueue(
     signals.announce(session, tenant_id)
     logger.info("job %s queued", job.id, extra={"job_id": job.id, "kind": kind, "state": "queued"})
     return job, True
+
+
+def require_api_kind(kind: str) -> None:
+    """Tenants may enqueue only the kinds declared ``api=True`` directly (``POST /jobs``).
+
+    Raises:
+      Invalid: any other kind, with the list of those that are open.
+    """
+    declared = kinds().get(kind)
+    if declared is None or not declared.api:
+        open_kinds = sorted(name for name, k in kinds().items() if k.api)
+        raise Invalid(f"kind {kind!r} cannot be enqueued here; try one of {', '.join(open_kinds)}",
+                      errors=[{"field": "kind", "message": "not open to the API"}])
 
 
 def enqueue_many(

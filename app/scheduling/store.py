@@ -90,16 +90,13 @@ class Store:
 
     # -- the gate ----------------------------------------------------------------------------
 
-    def start(self, job_id: int, *, redelivered: bool) -> Started | None:
-        """Mark a job running if it may run now; ``None`` if not (finished, cancelled, paused, ...).
-
-        A redelivered message means the worker that ran the job died: then a
-        job recorded as ``running`` may start again.
-        """
-        return self.start_many([(job_id, redelivered)])[0]
-
     def start_many(self, requests: Sequence[tuple[int, bool]]) -> list[Started | None]:
-        """:meth:`start` for many jobs in one statement: (job id, redelivered) each."""
+        """Mark jobs running if they may run now, in one statement: (job id, redelivered) each.
+
+        Returns, for each job in order, what the actor needs, or ``None`` if the job may not run
+        (finished, cancelled, its tenant paused, ...). A redelivered message means the worker that
+        ran the job died: then a job recorded as ``running`` may start again.
+        """
         ids = [job_id for job_id, _ in requests]
         redelivered = [job_id for job_id, again in requests if again] or [-1]
         with self.db.system_engine.connect() as connection:  # one statement: its own transaction
@@ -110,7 +107,8 @@ class Store:
         return [started.get(job_id) for job_id in ids]
 
     def finish_many(self, outcomes: Sequence[Outcome]) -> list[None]:
-        """:meth:`finish` for many jobs in one transaction (usage summed per tenant, kind and day)."""
+        """Record the outcomes of attempts and meter their usage, in one transaction (usage summed
+        per tenant, kind and day), and tell the dispatcher which jobs left flight."""
         now = utcnow()
         day = now.date()
         usage_rows: dict[tuple[str, str], dict[str, float]] = {}
@@ -161,7 +159,7 @@ class Store:
         return [None] * len(outcomes)
 
     def why_not_started(self, job_id: int) -> str:
-        """Why :meth:`start` refused: ``missing``, ``paused``, ``cancelled``, or the job's state."""
+        """Why :meth:`start_many` refused: ``missing``, ``paused``, ``cancelled``, or the job's state."""
         with self.db.system() as connection:
             row = connection.execute(
                 sa.select(jobs.c.state, jobs.c.cancel_requested, tenants.c.paused)
@@ -203,13 +201,6 @@ class Store:
             if tenant_id is not None:
                 signals.ended(connection, [(job_id, 0.0)])
 
-    def finish(self, started: Started, *, state: str, run_seconds: float, error: str | None = None,
-               result: dict[str, Any] | None = None, not_before: datetime | None = None) -> None:
-        """Record the outcome of an attempt and meter its usage, in one transaction."""
-        self.finish_many([Outcome(started, state, run_seconds, error, result, not_before)])
-
-    # -- progress and cancellation (the running job) ----------------------------------------
-
     def progress(self, job_id: int, done: int, total: int | None, message: str | None) -> None:
         with self.db.system() as connection:
             connection.execute(
@@ -241,15 +232,6 @@ class Store:
                 .group_by(jobs.c.tenant_id)
             ).all()
         return dict(rows)
-
-    def next_wakeup(self) -> datetime | None:
-        """The earliest ``not_before`` of a waiting job (a retry backoff or a deferral)."""
-        with self.db.system() as connection:
-            return connection.scalar(
-                sa.select(sa.func.min(jobs.c.not_before)).where(
-                    jobs.c.state.in_(DISPATCHABLE), jobs.c.not_before > utcnow()
-                )
-            )
 
     def due_since(self, since: datetime, now: datetime) -> list[str]:
         """Tenants with a waiting job whose ``not_before`` passed in (since, now]."""
