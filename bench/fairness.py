@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -51,21 +50,9 @@ SLEEP_MS = 2.0
 
 def setup() -> None:
     """The bench database (migrated), the RabbitMQ vhost, an empty Redis db."""
-    admin = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        if not connection.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DB}):
-            connection.execute(sa.text(f'CREATE DATABASE "{DB}"'))
-        if not connection.scalar(sa.text("SELECT 1 FROM pg_roles WHERE rolname = 'fairq_app'")):
-            connection.execute(sa.text('CREATE ROLE "fairq_app" LOGIN NOSUPERUSER NOBYPASSRLS'))
-    admin.dispose()
-    owner = sa.create_engine(ENV["FAIRQ_DATABASE_OWNER_URL"].replace("postgresql://", "postgresql+psycopg2://"))
-    with owner.begin() as connection:  # a fresh schema each run: every run migrates from scratch
-        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    owner.dispose()
-    ctl = shutil.which("rabbitmqctl")
-    if ctl:
-        subprocess.run([ctl, "add_vhost", VHOST], capture_output=True)
-        subprocess.run([ctl, "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"], capture_output=True)
+    from bench.support import fresh_environment
+
+    fresh_environment(database=DB, vhost=VHOST)
     from app import migrate
     from app.settings import get_settings
 

@@ -78,20 +78,9 @@ def psql(*args: str, database: str = DB) -> subprocess.CompletedProcess:
 
 def setup() -> None:
     """The bench database (fresh schema, migrated), the app role and the RabbitMQ vhost."""
-    import sqlalchemy as sa
+    from bench.support import fresh_environment
 
-    admin = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        if not connection.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DB}):
-            connection.execute(sa.text(f'CREATE DATABASE "{DB}"'))
-        if not connection.scalar(sa.text("SELECT 1 FROM pg_roles WHERE rolname = 'fairq_app'")):
-            connection.execute(sa.text('CREATE ROLE "fairq_app" LOGIN NOSUPERUSER NOBYPASSRLS'))
-    admin.dispose()
-    psql("-c", "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    ctl = shutil.which("rabbitmqctl")
-    if ctl:
-        subprocess.run([ctl, "add_vhost", VHOST], capture_output=True)
-        subprocess.run([ctl, "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"], capture_output=True)
+    fresh_environment(database=DB, vhost=VHOST)
     import redis
 
     redis.Redis.from_url(ENV["FAIRQ_REDIS_URL"]).flushdb()
