@@ -13,7 +13,7 @@ SEED_TABLES = {"fintech_transactions", "reconciliations", "users", "campaigns", 
 
 
 def scratch_postgres(settings) -> Database:
-    url = settings.database_owner_url.rsplit("/", 1)[0] + "/fairq_test_migrations"
+    url = settings.database_owner_url + "_migrations"  # beside the test database, never shared
     ensure_database(url)
     db = Database(Settings.load(database_url=url).sqlalchemy_url)
     with db.engine.begin() as connection:
