@@ -5,7 +5,7 @@
 
 What runs, all on loopback: PostgreSQL (a database of its own, ``fairq_bench_ingest``,
 made here; the application connects as ``fairq_app``, bound by row-level security),
-RabbitMQ (a vhost of its own), Redis (db 12), and a local S3-compatible server (moto's,
+RabbitMQ (a vhost of its own), Redis (db 9), and a local S3-compatible server (moto's,
 in this process). The file is made by ``bench/gen_transactions.py`` (seeded, clean
 switch-report layout) and uploaded to the tenant's folder.
 
@@ -39,7 +39,7 @@ ENV = {
     "FAIRQ_DATABASE_URL": f"postgresql://fairq_app@127.0.0.1:5432/{DB}",
     "FAIRQ_DATABASE_OWNER_URL": f"postgresql://postgres@127.0.0.1:5432/{DB}",
     "FAIRQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
-    "FAIRQ_REDIS_URL": "redis://127.0.0.1:6379/12",
+    "FAIRQ_REDIS_URL": "redis://127.0.0.1:6379/9",
     "FAIRQ_JWT_SECRET": "bench-only-secret-7c1d9e2f4a6b8c0d1e3f5a7b9c1d3e5f",
     "FAIRQ_LOG_LEVEL": "WARNING",
     "FAIRQ_S3_BUCKET": "fairq-bench-ingest",

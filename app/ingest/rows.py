@@ -7,11 +7,12 @@ database, so one odd row becomes a rejected row instead of failing a whole
 """
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from app.hooks import Transaction
 
@@ -32,7 +33,12 @@ TXN_ID_WIDTH, REFERENCE_WIDTH, COUNTERPARTY_WIDTH, IFSC_WIDTH = 64, 64, 255, 11
 NULL = "\\N"
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def _json(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept (orjson: the encoding is a third of a row's rendering
+    with the standard library's encoder). Raises TypeError for what JSON cannot hold."""
+    return orjson.dumps(value).decode()
 
 
 def problem(tx: Transaction) -> str | None:

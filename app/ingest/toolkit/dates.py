@@ -43,6 +43,8 @@ _DATETIME = re.compile(
     r"|(?P<mm>[A-Za-z]{3,9})\.?\s*(?P<md>\d{1,2}),?\s*(?P<my>\d{4})"  # Aug 29, 2025
     r")(?:(?:[Tt]|\s*,?\s+)" + _TIME + r")?\s*"
 )
+#: ``29/08/2025 14:03:11`` (or with ``-`` / ``.``), the layout most switch reports use.
+_FIXED = re.compile(r"(\d\d)([-/.])(\d\d)\2(\d{4}) (\d\d):(\d\d):(\d\d)")
 _TIME_ONLY = re.compile(r"\s*" + _TIME + r"\s*")
 #: The two leading fields of a numeric date, for evidence of their order.
 _NUMERIC = re.compile(r"\s*(\d{1,2})[-/.](\d{1,2})[-/.]\d{2,4}(?:\D|$)")
@@ -78,9 +80,28 @@ def day_first_evidence(text: str) -> bool | None:
     return None
 
 
-@lru_cache(maxsize=512)
 def _parts(text: str, day_first: bool) -> tuple[date, time | None, tzinfo | None]:
-    """The date, time of day and explicit offset of a date or date-time text (cached)."""
+    """The date, time of day and explicit offset of a date or date-time text."""
+    found = _FIXED.fullmatch(text)
+    if found:  # the common machine-written layout, read without the general rules
+        first, _sep, second, year, hour, minute, second_of_minute = found.groups()
+        day, month = (first, second) if day_first else (second, first)
+        try:
+            return (_date(int(year), int(month), int(day)),
+                    time(int(hour), int(minute), int(second_of_minute)), None)
+        except ValueError:
+            pass  # the general rules say what is wrong with it
+    return _general_parts(text, day_first)
+
+
+@lru_cache(maxsize=4096)
+def _date(year: int, month: int, day: int) -> date:
+    return date(year, month, day)
+
+
+@lru_cache(maxsize=512)
+def _general_parts(text: str, day_first: bool) -> tuple[date, time | None, tzinfo | None]:
+    """:func:`_parts` by the general rules (cached: dates without a time repeat)."""
     found = _DATETIME.fullmatch(text)
     if not found:
         raise BadValue(f"date {text.strip()!r} is not in a known layout")

@@ -37,12 +37,16 @@ _SCIENTIFIC = re.compile(r"\d(?:\.\d+)?E\+?\d+", re.IGNORECASE)
 _GUARD = re.compile(r"""^(?:'|=")(.*?)"?$""")
 #: Where a narration's parts are split: ``NEFT Cr-IFSC-NAME-NAME-UTR``, ``NEFT*IFSC*...``.
 _SEGMENT = re.compile(r"[-*/|:]")
+#: White space, removed from ids that spreadsheets or people split into groups.
+_SPACE = re.compile(r"\s+")
 #: A counterparty name in a narration: letters, spaces and a little punctuation.
 _NAME = re.compile(r"[A-Za-z][A-Za-z .,&']*[A-Za-z.]")
 
 
 def _clean(text: str) -> str:
     text = text.strip()
+    if text[:1] not in ("'", "="):  # the common case: no spreadsheet guard
+        return text
     guarded = _GUARD.match(text)
     return guarded.group(1).strip() if guarded else text
 
@@ -53,7 +57,9 @@ def normalise_rrn(text: str) -> str:
     Raises:
       BadValue: not 12 digits (the reason says if a spreadsheet turned it into ``5.2E+11``).
     """
-    rrn = re.sub(r"\s+", "", _clean(text))
+    if RRN.fullmatch(text):  # the common case: already clean
+        return text
+    rrn = _SPACE.sub("", _clean(text))
     if RRN.fullmatch(rrn):
         return rrn
     if _SCIENTIFIC.fullmatch(rrn):
@@ -79,7 +85,7 @@ def normalise_ifsc(text: str) -> str:
     Raises:
       BadValue: not four letters, a zero and six letters or digits.
     """
-    ifsc = re.sub(r"\s+", "", _clean(text)).upper()
+    ifsc = _SPACE.sub("", _clean(text)).upper()
     if IFSC.fullmatch(ifsc):
         return ifsc
     raise BadValue(f"IFSC {text.strip()!r} is not 4 letters, a 0 and 6 letters or digits")
@@ -91,7 +97,7 @@ def normalise_utr(text: str) -> str:
     Raises:
       BadValue: not 16 (NEFT) or 22 (RTGS) letters and digits starting with a bank code.
     """
-    utr = re.sub(r"\s+", "", _clean(text)).upper()
+    utr = _SPACE.sub("", _clean(text)).upper()
     if UTR.fullmatch(utr):
         return utr
     if re.fullmatch(r"[A-Z0-9]+", utr) and len(utr) not in (16, 22):
@@ -105,7 +111,7 @@ def looks_like_utr(text: str) -> bool:
     A cheque number or a bank's numeric reference is not; a mistyped UTR is, so that
     :func:`normalise_utr` can report it.
     """
-    return bool(_UTR_LIKE.fullmatch(re.sub(r"\s+", "", _clean(text)).upper()))
+    return bool(_UTR_LIKE.fullmatch(_SPACE.sub("", _clean(text)).upper()))
 
 
 def normalise_txn_id(text: str) -> str:

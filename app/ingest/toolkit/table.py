@@ -31,6 +31,8 @@ _BALANCE_LABEL = re.compile(
     r"|(?:brought|carried)\s+forward|statement\s+summary|end\s+of\s+(?:the\s+)?statement)",
     re.IGNORECASE,
 )
+#: A word each balance or summary label holds.
+_BALANCE_WORDS = ("bal", "forward", "summary", "statement")
 #: Total labels, in the first filled cell only (a narration may start with "TOTAL ...").
 _TOTAL_LABEL = re.compile(r"\W*(?:grand\s+|sub\s*-?\s*)?totals?\b", re.IGNORECASE)
 #: Labels after which only a footer follows.
@@ -171,10 +173,11 @@ def _skipped(cells: Sequence[str]) -> tuple[bool, bool]:
     joined = "\x1f".join(cells)
     if not _ALNUM.search(joined):
         return True, False
-    if _BALANCE_LABEL.search(joined):
+    lowered = joined.lower()  # the label patterns run only where one of their words is
+    if any(word in lowered for word in _BALANCE_WORDS) and _BALANCE_LABEL.search(joined):
         return True, _END_LABEL.search(joined) is not None
     first = next(cell for cell in cells if cell.strip())
-    if _TOTAL_LABEL.match(first):
+    if "total" in lowered and _TOTAL_LABEL.match(first):
         return True, _END_LABEL.search(joined) is not None
     note = first.strip() == joined.strip(_BLANK) and " " in first.strip() and _LETTER.search(first)
     return bool(note), False

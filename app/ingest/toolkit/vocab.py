@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .errors import BadValue
 
@@ -51,6 +52,7 @@ def _word(text: str) -> str:
     return _PUNCTUATION.sub("", text.casefold()).upper()
 
 
+@lru_cache(maxsize=1024)  # files use a handful of words, row after row
 def parse_status(text: str) -> str:
     """The canonical status of a status word or response code, in any case.
 
@@ -78,6 +80,7 @@ def parse_status(text: str) -> str:
     raise BadValue(f"status {text.strip()!r} is not a known status")
 
 
+@lru_cache(maxsize=1024)
 def parse_direction(text: str) -> str:
     """``DR`` or ``CR`` from ``Dr``, ``D``, ``Debit``, ``CR.``, ``Credit`` ...
 
