@@ -48,6 +48,13 @@ class ObjectStore(Protocol):
     def open(self, key: str) -> BinaryIO:
         """A readable binary stream of the object. Raises: ObjectNotFound."""
 
+    def open_version(self, key: str) -> tuple[BinaryIO, str]:
+        """:meth:`open`, and the version of the object that stream reads (see :meth:`version`)."""
+
+    def version(self, key: str) -> str:
+        """A text that changes whenever the object under ``key`` is replaced (S3: its ETag and
+        size; a local file: its size and modification time). Raises: ObjectNotFound."""
+
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
 
@@ -90,6 +97,21 @@ class LocalStore:
             return self._path(key).open("rb")
         except (FileNotFoundError, IsADirectoryError):
             raise ObjectNotFound(key) from None
+
+    def open_version(self, key: str) -> tuple[BinaryIO, str]:
+        stream = self.open(key)
+        return stream, self._version(os.fstat(stream.fileno()))  # the file this stream reads
+
+    def version(self, key: str) -> str:
+        try:
+            return self._version(self._path(key).stat())
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    @staticmethod
+    def _version(stat: os.stat_result) -> str:
+        # put() replaces a file by renaming a new one over it: a new mtime, to the nanosecond
+        return f"{stat.st_size}-{stat.st_mtime_ns}"
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -144,26 +166,36 @@ class S3Store:
         return counter.count
 
     def open(self, key: str) -> BinaryIO:
+        return self.open_version(key)[0]
+
+    def open_version(self, key: str) -> tuple[BinaryIO, str]:
+        response = self._call(self.client.get_object, key)
+        return response["Body"], self._version(response)
+
+    def version(self, key: str) -> str:
+        return self._version(self._call(self.client.head_object, key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(self.client.head_object, key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def _call(self, method, key: str) -> dict:
+        """``method(Bucket=, Key=)``; a missing object raises ObjectNotFound."""
         from botocore.exceptions import ClientError
 
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=check_key(key))
+            return method(Bucket=self.bucket, Key=check_key(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
                 raise ObjectNotFound(key) from None
             raise
-        return response["Body"]
 
-    def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=check_key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
-                return False
-            raise
-        return True
+    @staticmethod
+    def _version(response: dict) -> str:
+        return f"{response['ETag'].strip(chr(34))}-{response['ContentLength']}"
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_key(key))

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from app.storage import make_store
-from tests.helpers import sign_up
+from tests.helpers import job_row, sign_up
 from tests.test_ingest_support import (
     EXAMPLES,
     UPI_HEADER,
@@ -96,6 +96,77 @@ def test_the_same_file_twice_adds_nothing_the_second_time(client, small_batches)
     assert first.result == {"rows_read": 350, "rows_loaded": 350, "duplicates": 0, "conflicts": 0, "rejected": 0}
     assert second.result == {"rows_read": 350, "rows_loaded": 0, "duplicates": 350, "conflicts": 0, "rejected": 0}
     assert count("acme") == 350
+
+
+def placed(settings, tenant_id: str, path: str, data: bytes) -> str:
+    """``data`` put straight into the tenant's folder (as users do with the S3 console)."""
+    make_store(settings).put(f"tenants/{tenant_id}/{path}", io.BytesIO(data))
+    return path
+
+
+def never_read(monkeypatch):
+    """Make any read of a file through a parser fail the test."""
+    from app.ingest import loader
+
+    def load(*args, **kwargs):
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr(loader, "load", load)
+    monkeypatch.setattr("app.ingest.service.load", load)
+
+
+def recognised_again(settings, client, who, tenant_id, monkeypatch):
+    """Ingest a file with a loaded row, a duplicate, a conflict and a rejected row; then the
+    same object again: it is recognised, not read, and tells the same story."""
+    ingest(client, who, upi_file(2))  # rows 0 and 1, from another file
+    data = (UPI_HEADER + upi_row(0) + upi_row(1, amount="9.00") + upi_row(2) + "=1+2,1,abc,,,,,,,\n").encode()
+    path = placed(settings, tenant_id, "daily/report.csv", data)
+    first_id = enqueued(client, who, path)
+    first = run_job(first_id)
+    assert first.result == {"rows_read": 4, "rows_loaded": 1, "duplicates": 1, "conflicts": 1, "rejected": 1}
+
+    with monkeypatch.context() as patch:
+        never_read(patch)
+        second_id = enqueued(client, who, path)
+        second = run_job(second_id)
+    assert second.failure is None
+    assert second.result == {"rows_read": 4, "rows_loaded": 0, "duplicates": 2, "conflicts": 1, "rejected": 1,
+                             "same_file_as_job": first_id}
+    assert job_row(second_id).progress_message.startswith(f"the file job {first_id} ingested, unchanged")
+    # the new job has its own record of the rows not loaded: the same rows, the same reasons
+    assert [(r["line"], r["kind"], r["reason"]) for r in errors_csv(client, who, second_id)] == [
+        (r["line"], r["kind"], r["reason"]) for r in errors_csv(client, who, first_id)]
+    assert count(tenant_id) == 3
+
+    # read anyway when asked: the same counts from the file itself
+    forced = run_job(enqueued(client, who, path, force=True))
+    assert forced.result == {"rows_read": 4, "rows_loaded": 0, "duplicates": 2, "conflicts": 1, "rejected": 1}
+
+    # a new version of the object under the same path is read
+    placed(settings, tenant_id, path, data + upi_row(3).encode())
+    changed = run_job(enqueued(client, who, path))
+    assert changed.result == {"rows_read": 5, "rows_loaded": 1, "duplicates": 2, "conflicts": 1, "rejected": 1}
+    assert count(tenant_id) == 4
+
+    # so is the same object into the other ledger, or read by another parser setup
+    assert "same_file_as_job" not in run_job(enqueued(client, who, path, ledger="internal")).result
+    from app.settings import Settings, get_settings, use_settings
+
+    use_settings(Settings.load(**{**get_settings().model_dump(), "ingest_timezone": "UTC"}))
+    assert "same_file_as_job" not in run_job(enqueued(client, who, path)).result
+
+
+def test_the_same_object_ingested_again_is_recognised_and_not_read(client, real_settings, monkeypatch):
+    recognised_again(real_settings, client, sign_up(client, "acme"), "acme", monkeypatch)
+
+
+def test_another_tenants_identical_file_is_read_for_its_own_tenant(client, real_settings, monkeypatch):
+    a, b = sign_up(client, "acme"), sign_up(client, "globex")
+    data = upi_file(3)
+    run_job(enqueued(client, a, placed(real_settings, "acme", "same.csv", data)))
+    again = run_job(enqueued(client, b, placed(real_settings, "globex", "same.csv", data)))
+    assert again.result == {"rows_read": 3, "rows_loaded": 3, "duplicates": 0, "conflicts": 0, "rejected": 0}
+    assert count("globex") == 3
 
 
 def test_a_job_that_fails_after_a_batch_and_is_retried_loads_each_row_once(client, small_batches, monkeypatch):
@@ -295,6 +366,13 @@ def test_on_sqlite_examples_load_idempotently_with_conflicts_and_both_ledgers(sq
     rows = errors_csv(client, a, job_id)
     assert [(row["line"], row["kind"]) for row in rows] == [("3", "conflict"), ("4", "rejected")]
     assert rows[1]["raw"].startswith("'=1+2")
+
+
+def test_on_sqlite_the_same_local_file_ingested_again_is_recognised_and_not_read(sqlite_app, monkeypatch):
+    from app.settings import get_settings
+
+    client = sqlite_app.test_client()
+    recognised_again(get_settings(), client, sign_up(client, "acme"), "acme", monkeypatch)
 
 
 def test_on_sqlite_a_retried_job_loads_each_row_once(sqlite_app, monkeypatch):

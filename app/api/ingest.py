@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 
 from apiflask import APIBlueprint, FileSchema, Schema
-from apiflask.fields import File, Integer, String
+from apiflask.fields import Boolean, File, Integer, String
 from apiflask.validators import Length, OneOf
 from flask import Response, current_app, request
 
@@ -38,6 +38,9 @@ class IngestIn(Schema):
     priority = String(load_default="normal", validate=OneOf(list(PRIORITIES)))
     ledger = String(load_default="external", validate=OneOf(LEDGERS),
                     metadata={"description": "external: a bank / switch file; internal: your own ledger"})
+    force = Boolean(load_default=False,
+                    metadata={"description": "read the file even if this exact file was ingested before "
+                                             "(otherwise it is recognised and not read again)"})
 
 
 def _settings():
@@ -95,7 +98,7 @@ def enqueue_ingest(body):
     session = request_session()
     job, created = service.enqueue_ingest(
         session, _settings(), s3_path=body["s3_path"], source=body["source"], ledger=body["ledger"],
-        priority=body["priority"], idempotency_key=idempotency_key(),
+        priority=body["priority"], force=body["force"], idempotency_key=idempotency_key(),
     )
     session.commit()
     return accepted(job, created)

@@ -21,9 +21,12 @@ POLL = 0.5
 @click.option("--source", required=True, help="An installed source: UPI, NEFT, IMPS, RTGS, ...")
 @click.option("--ledger", type=click.Choice(["external", "internal"]), default="external", show_default=True)
 @click.option("--priority", type=click.Choice(["high", "normal", "low"]), default="normal", show_default=True)
+@click.option("--force", is_flag=True,
+              help="Read the file even if the tenant ingested this exact file before.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Follow the job with a progress bar until it ends (workers must be running).")
-def ingest_command(file: Path, tenant_id: str, source: str, ledger: str, priority: str, wait: bool) -> None:
+def ingest_command(file: Path, tenant_id: str, source: str, ledger: str, priority: str, force: bool,
+                   wait: bool) -> None:
     """Upload FILE for a tenant and ingest it through the fair scheduler."""
     from app import tasks  # noqa: F401  (the job kinds)
     from app.ingest import service
@@ -38,7 +41,7 @@ def ingest_command(file: Path, tenant_id: str, source: str, ledger: str, priorit
             s3_path, size = service.upload(settings, tenant_id, stream, file.name)
         with tenant_session(tenant_id) as session:
             job, _ = service.enqueue_ingest(session, settings, s3_path=s3_path, source=source,
-                                            ledger=ledger, priority=priority)
+                                            ledger=ledger, priority=priority, force=force)
             job_id = job.id
     except ServiceError as exc:
         raise click.UsageError(exc.detail) from None

@@ -18,9 +18,11 @@ def _message(counts: Counts) -> str:
 def ingest(job: JobContext) -> dict:
     """Ingest ``payload["s3_path"]`` (relative to the tenant's folder) with ``payload["source"]``.
 
-    Payload: ``{"s3_path": "uploads/...csv", "source": "UPI", "ledger": "external"}``.
+    Payload: ``{"s3_path": "uploads/...csv", "source": "UPI", "ledger": "external"}``, and
+    ``"force": true`` to read a file this tenant already ingested unchanged.
     Reports progress (rows read, loaded) and checks for cancellation between batches.
-    Result: ``{"rows_read", "rows_loaded", "duplicates", "conflicts", "rejected"}``; the
+    Result: ``{"rows_read", "rows_loaded", "duplicates", "conflicts", "rejected"}``, and
+    ``"same_file_as_job"`` when the file was recognised instead of read; the
     scheduler meters ``rows_loaded`` into the tenant's usage.
 
     Raises:
@@ -32,14 +34,18 @@ def ingest(job: JobContext) -> dict:
         job.checkpoint()
 
     payload = job.payload
-    counts = ingest_file(
+    done = ingest_file(
         get_settings(),
         tenant_id=job.tenant_id,
         job_id=job.job_id,
         s3_path=str(payload.get("s3_path", "")),
         source=str(payload.get("source", "")),
         ledger=str(payload.get("ledger", "external")),
+        force=bool(payload.get("force", False)),
         on_batch=between_batches,
     )
-    job.progress(counts.rows_read, counts.rows_read, _message(counts))
-    return counts.as_result()
+    message = _message(done.counts)
+    if done.same_file_as_job is not None:
+        message = f"the file job {done.same_file_as_job} ingested, unchanged: {message}"
+    job.progress(done.counts.rows_read, done.counts.rows_read, message)
+    return done.as_result()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, BigID, JSONType, UTCDateTime, utcnow
 from app.tenancy.scoping import TenantScoped
 
-__all__ = ["FintechTransaction", "IngestRowError", "LEDGERS", "ROW_ERROR_KINDS"]
+__all__ = ["FintechTransaction", "IngestRowError", "IngestedFile", "LEDGERS", "ROW_ERROR_KINDS"]
 
 #: Where a transaction record comes from: a bank / switch / settlement file, or the tenant's books.
 LEDGERS = ("external", "internal")
@@ -68,4 +68,32 @@ class IngestRowError(TenantScoped, Base):
     kind: Mapped[str] = mapped_column(sa.String(16))
     reason: Mapped[str] = mapped_column(sa.Text)
     raw: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IngestedFile(TenantScoped, Base):
+    """A file an ingest job read to its end, and what became of its rows.
+
+    An identical file ingested again (same path, same object version, same parser) is
+    recognised from this record instead of being read again: see :mod:`app.ingest.files`.
+    """
+
+    __tablename__ = "ingest_files"
+    __table_args__ = (sa.Index("ix_ingest_files_tenant_id_s3_path", "tenant_id", "s3_path"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    job_id: Mapped[int] = mapped_column(BigID, sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    s3_path: Mapped[str] = mapped_column(sa.Text)
+    #: the object store's version of the object (ETag and size) when it was read
+    version: Mapped[str] = mapped_column(sa.String(200))
+    ledger: Mapped[str] = mapped_column(sa.String(8))
+    source: Mapped[str] = mapped_column(sa.String(32))
+    #: the parser that read it: its distribution and version, fairq's, and the file's time zone
+    parser: Mapped[str] = mapped_column(sa.String(200))
+    rows_read: Mapped[int] = mapped_column(sa.Integer)
+    rows_loaded: Mapped[int] = mapped_column(sa.Integer)
+    duplicates: Mapped[int] = mapped_column(sa.Integer)
+    conflicts: Mapped[int] = mapped_column(sa.Integer)
+    rejected: Mapped[int] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

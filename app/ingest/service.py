@@ -8,6 +8,7 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.db import get_db
 from app.errors import Invalid, ServiceError
 from app.hooks import ParseContext, SourceFileError
+from app.ingest import files
 from app.ingest.loader import Counts, Target, load
 from app.ingest.models import LEDGERS
 from app.ingest.paths import object_key, relative_path, tenant_prefix, upload_path
@@ -26,11 +28,11 @@ from app.scheduling import jobs
 from app.scheduling.kinds import JobFailed
 from app.scheduling.models import Job
 from app.settings import Settings
-from app.storage import ObjectNotFound, make_store
-from app.tenancy.scoping import session_tenant
+from app.storage import ObjectNotFound, ObjectStore, make_store
+from app.tenancy.scoping import session_tenant, tenant_session
 from app.tenancy.service import get_tenant
 
-__all__ = ["IngestFailed", "upload", "enqueue_ingest", "ingest_file", "READ_BUFFER"]
+__all__ = ["IngestFailed", "Ingested", "upload", "enqueue_ingest", "ingest_file", "READ_BUFFER"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +70,13 @@ def enqueue_ingest(
     source: str,
     ledger: str = "external",
     priority: str = "normal",
+    force: bool = False,
     idempotency_key: str | None = None,
 ) -> tuple[Job, bool]:
     """Queue the ingest of a file of the session's tenant, in the session's transaction.
 
     Nothing is read here: the path is checked, the source looked up, the quota asked.
+    ``force``: read the file even if the same file was ingested before (see ``ingest_file``).
 
     Returns:
       The job, and whether it is new (``False``: the same ``idempotency_key`` was seen before).
@@ -92,8 +96,24 @@ def enqueue_ingest(
                       errors=[{"field": "ledger", "message": "external or internal"}])
     quotas.check(session, plan_for(settings, get_tenant(tenant_id).plan), tenant_id=tenant_id, rows=0)
     payload = {"s3_path": path, "source": found.name.upper(), "ledger": ledger}
+    if force:
+        payload["force"] = True
     return jobs.enqueue(session, settings, kind=INGEST_KIND, payload=payload, priority=priority,
                         idempotency_key=idempotency_key)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What an ingest did: its counts, and the job whose identical file it recognised, if any."""
+
+    counts: Counts
+    same_file_as_job: int | None = None
+
+    def as_result(self) -> dict[str, int]:
+        result = self.counts.as_result()
+        if self.same_file_as_job is not None:
+            result["same_file_as_job"] = self.same_file_as_job
+        return result
 
 
 def ingest_file(
@@ -104,11 +124,14 @@ def ingest_file(
     s3_path: str,
     source: str,
     ledger: str = "external",
+    force: bool = False,
     on_batch: Callable[[Counts], None] | None = None,
-) -> Counts:
+) -> Ingested:
     """Stream a tenant's file from the store through its source's parser into the table.
 
-    Safe to run again for the same job: rows already loaded are not loaded twice.
+    Safe to run again for the same job: rows already loaded are not loaded twice. A file
+    this tenant already ingested, unchanged and read the same way, is not read again
+    (see :mod:`app.ingest.files`) unless ``force``.
 
     Raises:
       IngestFailed: the path or source is not valid any more, the object is missing, or the
@@ -116,19 +139,31 @@ def ingest_file(
     """
     try:
         key = object_key(tenant_id, s3_path)
-        parse = find_source(source).parse
+        found = find_source(source)
     except ServiceError as exc:
         raise IngestFailed(exc.detail) from None
     if ledger not in LEDGERS:
         raise IngestFailed(f"ledger {ledger!r} is not one of {', '.join(LEDGERS)}")
+    db, store = get_db(settings), make_store(settings)
     target = Target(tenant_id=tenant_id, ledger=ledger, source=source.upper()[:32], job_id=job_id)
+    parser = files.parser_identity(found, settings.ingest_timezone)
     context = ParseContext(timezone=settings.ingest_timezone, ledger=ledger)
     try:
-        with _opened(settings, key) as stream:
-            items = parse(stream, context)
+        if not force:
+            with tenant_session(tenant_id, db=db) as session:
+                connection = session.connection()
+                earlier = files.find(connection, target, s3_path=s3_path, version=store.version(key),
+                                     parser=parser)
+                if earlier is not None:
+                    counts = files.repeat(connection, earlier, job_id=job_id)
+            if earlier is not None:
+                logger.info("%s is the file job %d ingested: not read again", s3_path, earlier.job_id,
+                            extra={"job_id": job_id, "tenant_id": tenant_id})
+                return Ingested(counts, same_file_as_job=earlier.job_id)
+        with _opened(store, key) as (stream, version):
+            items = found.parse(stream, context)
             try:
-                counts = load(get_db(settings), target, items,
-                              batch_rows=settings.ingest_batch_rows, on_batch=on_batch)
+                counts = load(db, target, items, batch_rows=settings.ingest_batch_rows, on_batch=on_batch)
             finally:
                 close = getattr(items, "close", None)
                 if close is not None:
@@ -137,20 +172,23 @@ def ingest_file(
         raise IngestFailed(f"s3_path {s3_path!r} not found in your tenant's folder") from None
     except SourceFileError as exc:
         raise IngestFailed(f"{s3_path}: {exc}") from None
+    with tenant_session(tenant_id, db=db) as session:
+        files.remember(session.connection(), target, counts, s3_path=s3_path, version=version, parser=parser)
     logger.info("ingested %s: %s", s3_path, counts.as_result(),
                 extra={"job_id": job_id, "tenant_id": tenant_id})
-    return counts
+    return Ingested(counts)
 
 
 @contextmanager
-def _opened(settings: Settings, key: str) -> Iterator[BinaryIO]:
-    """The object as a buffered binary stream, read as it is consumed; closed afterwards."""
-    body = make_store(settings).open(key)
+def _opened(store: ObjectStore, key: str) -> Iterator[tuple[BinaryIO, str]]:
+    """The object as a buffered binary stream, read as it is consumed, and its version;
+    closed afterwards."""
+    body, version = store.open_version(key)
     try:
         if isinstance(body, io.BufferedIOBase):
-            yield body  # a local file
+            yield body, version  # a local file
         else:
-            yield io.BufferedReader(_Raw(body), READ_BUFFER)  # type: ignore[arg-type]
+            yield io.BufferedReader(_Raw(body), READ_BUFFER), version  # type: ignore[arg-type]
     finally:
         body.close()
 
