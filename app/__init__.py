@@ -78,6 +78,9 @@ def create_app(
 
     problems.init_app(app)
     register_blueprints(app)
+    from app import web
+
+    web.init_app(app, settings)
     _request_ids(app)
 
     from app.cli import init_app as init_cli

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     open_signup: bool = Field(
         True, description="Registering into a new tenant id creates that tenant (0 turns it off)."
     )
+    cookie_secure: bool = Field(
+        True, description="The dashboard's cookies are Secure (sent over HTTPS and to localhost only)."
+    )
     bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor for password hashes.")
     password_min_length: int = Field(8, ge=6, le=72, description="Shortest password accepted.")
     login_max_failures: int = Field(

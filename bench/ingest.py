@@ -15,7 +15,9 @@ switch-report layout) and uploaded to the tenant's folder.
    worker process (1 process, 2 threads): the real job path (dispatcher, gate, S3 stream,
    plugin parser, COPY to staging, INSERT ... ON CONFLICT, progress, usage). Rate: rows
    over the job's run time as the gate measured it. Peak RSS: the worker process's VmHWM.
-3. The same file ingested again: its time and the rows it added (0).
+3. The same file ingested again: recognised as the file job 1 read (same path, same ETag,
+   same parser), so not read; its time and the rows it added (0).
+4. The same file again with ``force``: read, parsed and merged in full; its time and rows (0).
 
 It prints figures; it never passes or fails on time.
 """
@@ -165,7 +167,7 @@ def peak_rss_mb(pids: list[int]) -> float:
     return peak / 1024
 
 
-def ingest(s3_path: str, worker: subprocess.Popen) -> dict:
+def ingest(s3_path: str, worker: subprocess.Popen, *, force: bool = False) -> dict:
     """Enqueue the ingest like the API does; wait for the worker; the job's figures."""
     import app.tasks  # noqa: F401  (the job kinds, as the API has them)
     from app.ingest.service import enqueue_ingest
@@ -174,7 +176,7 @@ def ingest(s3_path: str, worker: subprocess.Popen) -> dict:
     from app.tenancy.scoping import system_session, tenant_session
 
     with tenant_session(TENANT) as session:
-        job, _ = enqueue_ingest(session, get_settings(), s3_path=s3_path, source="UPI")
+        job, _ = enqueue_ingest(session, get_settings(), s3_path=s3_path, source="UPI", force=force)
         job_id = job.id
     started = time.perf_counter()
     last = ""
@@ -250,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         print("fairq ingest of the same file again ...", flush=True)
         second = ingest(path.name, worker)
         after_second = stored_rows()
+        print("fairq ingest of the same file again, read anyway (force) ...", flush=True)
+        forced = ingest(path.name, worker, force=True)
+        after_forced = stored_rows()
         rss = peak_rss_mb(descendants(worker.pid))
     finally:
         if worker is not None and worker.poll() is None:
@@ -273,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
                                        f"{args.rows / second['run_seconds']:,.0f} rows/s"),
         ("  rows added", f"{after_second - after_first:,} (stored: {after_second:,})"),
         ("  result", str(second["result"])),
+        ("re-ingest read anyway (force)", f"{forced['run_seconds']:.1f} s, "
+                                          f"{args.rows / forced['run_seconds']:,.0f} rows/s"),
+        ("  rows added", f"{after_forced - after_second:,}"),
+        ("  result", str(forced["result"])),
     ]
     width = max(len(name) for name, _ in rows)
     print()

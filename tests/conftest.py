@@ -138,9 +138,21 @@ def real_settings(settings, s3_server, db):
         s3_secret_access_key="testing",
     )
     make_store(real).ensure()
+    _forget_failed_logins(real)
     use_settings(real)
     yield real
     use_settings(None)
+
+
+def _forget_failed_logins(settings) -> None:
+    """Failed-login counts live in Redis, which outlives a test: each test starts without any."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = client.keys("fairq:login*")
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 @pytest.fixture
@@ -149,6 +161,32 @@ def app(real_settings):
     from app import create_app
 
     return create_app(real_settings)
+
+
+@pytest.fixture
+def fast_retries(real_settings):
+    """The real settings with retries after 50–200 ms and ingest batches of 100 rows."""
+    from app.settings import Settings, use_settings
+
+    settings = Settings.load(**{**real_settings.model_dump(), "retry_backoff_seconds": 0.05,
+                                "retry_backoff_max_seconds": 0.2, "ingest_batch_rows": 100})
+    use_settings(settings)
+    return settings
+
+
+@pytest.fixture
+def worker(fast_retries, db):
+    """An in-process Dramatiq worker on RabbitMQ; its dispatcher leads (PostgreSQL advisory lock)."""
+    import dramatiq
+
+    from app.tasks import broker
+
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
+    broker.flush_all()
 
 
 @pytest.fixture
@@ -181,3 +219,36 @@ def run_fairq(*args: str, env: dict[str, str] | None = None, timeout: float = 60
         timeout=timeout,
         cwd=cwd,
     )
+
+
+@pytest.fixture
+def fairq_up(tmp_path):
+    """`fairq up` in a subprocess on a free port, on the embedded default (no FAIRQ_ variable,
+    run in ``tmp_path``); yields (base URL, process, its folder)."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    process = subprocess.Popen(
+        ["fairq", "up", "--port", str(port)], cwd=tmp_path, env=clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"fairq up exited early:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("fairq up did not answer within 60 s")
+    yield base, process, tmp_path
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stdout.close()

@@ -2,13 +2,12 @@
 import json
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.conftest import clean_env, free_port
+from tests.conftest import clean_env
 
 
 def get(url, *, data=None, token=None):
@@ -23,38 +22,6 @@ def get(url, *, data=None, token=None):
     except urllib.error.HTTPError as error:
         with error:
             return error.code, error.headers, error.read()
-
-
-@pytest.fixture
-def fairq_up(tmp_path):
-    """`fairq up` in a subprocess on a free port, on the embedded default."""
-    port = free_port()
-    process = subprocess.Popen(
-        ["fairq", "up", "--port", str(port)],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"fairq up exited early:\n{process.stdout.read()}")
-        try:
-            if get(base + "/healthz")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("fairq up did not answer within 60 s")
-    yield base, process, tmp_path
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    process.stdout.close()
 
 
 def test_fairq_up_serves_the_api_on_the_embedded_default(fairq_up):

@@ -1,7 +1,5 @@
 """Ingest end to end on the real servers: S3 upload, RabbitMQ worker, PostgreSQL, usage metering."""
 
-import dramatiq
-import pytest
 import sqlalchemy as sa
 
 from tests.helpers import job_row, sign_up, wait_for
@@ -15,21 +13,6 @@ def rows_metered(tenant_id: str) -> int:
     with tenant_session(tenant_id) as session:
         return session.scalar(sa.select(sa.func.coalesce(sa.func.sum(UsageDaily.rows), 0)))
 
-
-@pytest.fixture
-def worker(real_settings, db):
-    """An in-process Dramatiq worker on RabbitMQ, quick retries, ingest batches of 100 rows."""
-    from app.settings import Settings, use_settings
-    from app.tasks import broker
-
-    use_settings(Settings.load(**{**real_settings.model_dump(), "retry_backoff_seconds": 0.05,
-                                  "retry_backoff_max_seconds": 0.2, "ingest_batch_rows": 100}))
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
-    broker.flush_all()
 
 
 def test_an_uploaded_file_is_ingested_by_a_worker_and_metered(client, worker):

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import time
 
-import dramatiq
 import pytest
 import sqlalchemy as sa
 from dramatiq.middleware import SkipMessage
@@ -30,29 +29,6 @@ def flaky(job: JobContext) -> dict:
 def states(ids):
     with system_session() as session:
         return dict(session.execute(sa.select(Job.id, Job.state).where(Job.id.in_(ids))).all())
-
-
-@pytest.fixture
-def fast_retries(real_settings):
-    from app.settings import Settings, use_settings
-
-    settings = Settings.load(**{**real_settings.model_dump(), "retry_backoff_seconds": 0.05,
-                                "retry_backoff_max_seconds": 0.2})
-    use_settings(settings)
-    return settings
-
-
-@pytest.fixture
-def worker(fast_retries, db):
-    """An in-process Dramatiq worker on RabbitMQ; its dispatcher leads (PostgreSQL advisory lock)."""
-    from app.tasks import broker
-
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
-    broker.flush_all()
 
 
 def enqueue(client, who, payload=None, **extra):

@@ -279,15 +279,6 @@ def test_failed_logins_are_limited_per_client_address(client):
     assert "address" in body["detail"]
 
 
-@pytest.fixture(autouse=True)
-def _clear_login_limits(real_settings):
-    r = redis.Redis.from_url(real_settings.redis_url)
-    keys = r.keys("fairq:login*")
-    if keys:
-        r.delete(*keys)
-    yield
-
-
 # -- roles -----------------------------------------------------------------------------------
 
 

@@ -104,18 +104,10 @@ def register(body):
 @bp.output(TokensOut)
 @bp.doc(summary="Log in", responses={401: "Wrong credentials", 429: "Too many failed logins"})
 def login(body):
-    tenant_id, email = body["tenant_id"], body["email"].strip().lower()
-    address = request.remote_addr or "unknown"
-    _limits().check(tenant_id=tenant_id, email=email, address=address)
-    try:
-        user = service.authenticate(_settings(), tenant_id=tenant_id, email=email, password=body["password"])
-    except service.InvalidCredentials:
-        _limits().failed(tenant_id=tenant_id, email=email, address=address)
-        raise
-    _limits().succeeded(tenant_id=tenant_id, email=email)
-    identity = Identity(user_id=user.id, tenant_id=user.tenant_id, role=user.role)
+    identity = service.log_in(_settings(), _limits(), tenant_id=body["tenant_id"], email=body["email"],
+                              password=body["password"], address=request.remote_addr or "unknown")
     tokens = _access_token(identity)
-    tokens["refresh_token"] = create_refresh_token(str(user.id), additional_claims=identity.claims())
+    tokens["refresh_token"] = create_refresh_token(str(identity.user_id), additional_claims=identity.claims())
     return tokens
 
 

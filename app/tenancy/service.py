@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from app.settings import Settings
 from app.tenancy.identity import Identity
+from app.tenancy.login_limits import LoginLimits
 from app.tenancy.models import PLATFORM_TENANT, TENANT_ID_PATTERN, TENANT_ROLES, Tenant, User
 from app.tenancy.passwords import burn_time, check_password, hash_password, normalise_email, verify_password
 from app.tenancy.scoping import system_session, tenant_session
@@ -154,6 +155,25 @@ def authenticate(settings: Settings, *, tenant_id: str, email: str, password: st
     elif verify_password(password, user.password_hash) and not user.disabled:
         return user
     raise InvalidCredentials("tenant, email or password is wrong")
+
+
+def log_in(settings: Settings, limits: LoginLimits, *, tenant_id: str, email: str, password: str,
+           address: str) -> Identity:
+    """Check credentials under the failed-login limits (the API's ``/login`` and the web's).
+
+    Raises:
+      TooManyFailures: too many failed logins for the account or the address (429).
+      InvalidCredentials: see :func:`authenticate` (the failure is counted).
+    """
+    email = normalise_email(email)
+    limits.check(tenant_id=tenant_id, email=email, address=address)
+    try:
+        user = authenticate(settings, tenant_id=tenant_id, email=email, password=password)
+    except InvalidCredentials:
+        limits.failed(tenant_id=tenant_id, email=email, address=address)
+        raise
+    limits.succeeded(tenant_id=tenant_id, email=email)
+    return Identity(user_id=user.id, tenant_id=user.tenant_id, role=user.role)
 
 
 # -- tenants (operators and the CLI) -------------------------------------------------------

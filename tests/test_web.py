@@ -1,0 +1,273 @@
+"""The web dashboard through Flask's test client: cookies, CSRF, pages, and tenant isolation.
+
+``tests/test_web_browser.py`` drives the same pages in a real browser.
+"""
+import re
+from datetime import timedelta
+
+import pytest
+
+from tests.helpers import PASSWORD, sign_up, wait_for
+from tests.test_ingest_support import EXAMPLES, run_job
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(response) -> str:
+    found = CSRF.search(response.get_data(as_text=True))
+    assert found, "the page has no form with a CSRF value"
+    return found.group(1)
+
+
+def browser(app):
+    """A test client that keeps cookies, like a browser (HTTPS: the cookies are Secure)."""
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    return client
+
+
+def web_register(web, tenant_id: str, email: str | None = None):
+    page = web.get("/ui/register")
+    response = web.post("/ui/register", data={
+        "csrf_token": csrf_of(page), "tenant_id": tenant_id, "email": email or f"admin@{tenant_id}.example",
+        "password": PASSWORD,
+    })
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+def web_login(web, tenant_id: str, email: str, password: str = PASSWORD):
+    page = web.get("/ui/login")
+    return web.post("/ui/login", data={"csrf_token": csrf_of(page), "tenant_id": tenant_id, "email": email,
+                                       "password": password})
+
+
+def set_cookies(response) -> dict[str, str]:
+    return {header.split("=", 1)[0]: header for header in response.headers.getlist("Set-Cookie")}
+
+
+def test_registering_logs_in_with_httponly_samesite_secure_cookies_scoped_to_the_dashboard(app):
+    web = browser(app)
+    response = web_register(web, "acme")
+    assert response.headers["Location"].endswith("/ui/jobs")
+    cookies = set_cookies(response)
+    for name in ("access_token_cookie", "refresh_token_cookie"):
+        cookie = cookies[name]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie and "Path=/ui" in cookie
+    page = web.get("/ui/jobs")
+    assert page.status_code == 200 and "No jobs yet" in page.get_data(as_text=True)
+    # the cookies are the dashboard's: the API still wants a bearer token
+    assert web.get("/jobs").status_code == 401
+
+
+def test_pages_need_a_login_and_send_back_to_the_page_afterwards(app):
+    web = browser(app)
+    response = web.get("/ui/transactions?status=SUCCESS")
+    assert response.status_code == 302 and "/ui/login?next=" in response.headers["Location"]
+    sign_up(app.test_client(), "acme")
+    page = web.get(response.headers["Location"])
+    logged_in = web.post("/ui/login", data={
+        "csrf_token": csrf_of(page), "tenant_id": "acme", "email": "admin@acme.example", "password": PASSWORD,
+        "next": "/ui/transactions?status=SUCCESS",
+    })
+    assert logged_in.headers["Location"].endswith("/ui/transactions?status=SUCCESS")
+
+
+def test_login_never_redirects_to_another_site(app):
+    web = browser(app)
+    sign_up(app.test_client(), "acme")
+    for target in ("https://evil.example/", "//evil.example/ui", "/jobs"):
+        page = web.get("/ui/login")
+        response = web.post("/ui/login", data={
+            "csrf_token": csrf_of(page), "tenant_id": "acme", "email": "admin@acme.example", "password": PASSWORD,
+            "next": target,
+        })
+        assert response.headers["Location"].endswith("/ui/jobs"), target
+
+
+def test_a_wrong_password_is_refused_with_the_apis_message_and_counts_as_a_failure(app):
+    web = browser(app)
+    sign_up(app.test_client(), "acme")
+    response = web_login(web, "acme", "admin@acme.example", "wrong-password")
+    assert response.status_code == 401 and "tenant, email or password is wrong" in response.get_data(as_text=True)
+    assert "access_token_cookie" not in set_cookies(response)
+    for _ in range(5):
+        response = web_login(web, "acme", "admin@acme.example", "wrong-password")
+    assert response.status_code == 429  # the API's failed-login limit, shared
+
+
+def test_forms_without_their_csrf_value_are_refused(app):
+    web = browser(app)
+    sign_up(app.test_client(), "acme")
+    assert web.post("/ui/login", data={"tenant_id": "acme", "email": "admin@acme.example",
+                                        "password": PASSWORD}).status_code == 400
+    web_login(web, "acme", "admin@acme.example")
+    refused = web.post("/ui/logout")
+    assert refused.status_code == 400 and "expired" in refused.get_data(as_text=True)
+    assert web.get("/ui/jobs").status_code == 200  # still logged in
+    forged = web.post("/ui/logout", data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+
+
+def test_logging_out_revokes_the_token(app):
+    web = browser(app)
+    web_register(web, "acme")
+    page = web.get("/ui/jobs")
+    stolen = web.get_cookie("access_token_cookie", path="/ui").value
+    response = web.post("/ui/logout", data={"csrf_token": csrf_of(page)})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/ui/login")
+    thief = browser(app)
+    thief.set_cookie("access_token_cookie", stolen, path="/ui")
+    assert thief.get("/ui/jobs").status_code == 302  # revoked: back to the login page
+
+
+def test_an_expired_access_cookie_is_renewed_from_the_refresh_cookie(app):
+    from flask_jwt_extended import create_access_token
+
+    web = browser(app)
+    web_register(web, "acme")
+    with app.app_context():
+        claims = {"tenant": "acme", "role": "admin"}
+        expired = create_access_token("1", additional_claims=claims, expires_delta=timedelta(seconds=-60))
+    web.set_cookie("access_token_cookie", expired, path="/ui")
+    response = web.get("/ui/jobs")
+    assert response.status_code == 200
+    assert "access_token_cookie" in set_cookies(response)
+
+
+def test_upload_ingest_follow_the_job_and_find_a_transaction(app, worker):
+    web = browser(app)
+    web_register(web, "acme")
+    form = web.get("/ui/ingest")
+    assert "UPI" in form.get_data(as_text=True)
+    with (EXAMPLES / "upi_sample.csv").open("rb") as stream:
+        response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
+                                                "file": (stream, "upi_sample.csv")},
+                            content_type="multipart/form-data")
+    assert response.status_code == 302
+    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    assert 'data-refresh="/ui/jobs/' in web.get(f"/ui/jobs/{job_id}").get_data(as_text=True)  # live until done
+    def finished():
+        page = web.get(f"/ui/jobs/{job_id}?part=detail").get_data(as_text=True)
+        return page if "data-final" in page else None
+
+    detail = wait_for(finished)
+    assert "state-succeeded" in detail and "rows loaded" in detail
+    assert "data-refresh" not in web.get(f"/ui/jobs/{job_id}").get_data(as_text=True)
+    rows = web.get("/ui/jobs/rows").get_data(as_text=True)
+    assert f">{job_id}</a>" in rows and "succeeded" in rows
+    found = web.get("/ui/transactions?txn_id=HDF6513270E269E0D37F2A74DE452E6B438").get_data(as_text=True)
+    assert "HDF6513270E269E0D37F2A74DE452E6B438" in found and "1205.00" in found
+    assert "No transactions match" in web.get("/ui/transactions?status=PENDING&min_amount=999999").get_data(
+        as_text=True)
+    bad = web.get("/ui/transactions?since=yesterday")
+    assert bad.status_code == 400 and "YYYY-MM-DD" in bad.get_data(as_text=True)
+
+
+def test_a_bad_upload_is_explained_and_nothing_is_queued(app):
+    web = browser(app)
+    web_register(web, "acme")
+    form = web.get("/ui/ingest")
+    response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "SWIFT", "ledger": "external",
+                                            "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "x.csv")},
+                        content_type="multipart/form-data")
+    assert response.status_code == 400 and "unknown source" in response.get_data(as_text=True)
+    assert "No jobs yet" in web.get("/ui/jobs").get_data(as_text=True)
+
+
+def test_another_tenant_sees_none_of_it(app):
+    acme, globex = browser(app), browser(app)
+    web_register(acme, "acme")
+    web_register(globex, "globex")
+    form = acme.get("/ui/ingest")
+    response = acme.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
+                                             "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "a.csv")},
+                         content_type="multipart/form-data")
+    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    run_job(job_id)
+    for url in (f"/ui/jobs/{job_id}", f"/ui/jobs/{job_id}?part=detail", f"/ui/jobs/{job_id}/errors.csv"):
+        assert globex.get(url).status_code == 404, url
+    cancel_form = globex.get("/ui/jobs")
+    assert globex.post(f"/ui/jobs/{job_id}/cancel", data={"csrf_token": csrf_of(cancel_form)}).status_code == 404
+    assert f">{job_id}</a>" not in globex.get("/ui/jobs/rows").get_data(as_text=True)
+    assert "HDF6513270E269E0D37F2A74DE452E6B438" not in globex.get("/ui/transactions").get_data(as_text=True)
+
+
+def test_cancelling_a_queued_job_from_its_page(app):
+    web = browser(app)
+    web_register(web, "acme")
+    form = web.get("/ui/ingest")
+    response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
+                                            "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "a.csv")},
+                        content_type="multipart/form-data")
+    page = web.get(response.headers["Location"])
+    cancelled = web.post(response.headers["Location"] + "/cancel", data={"csrf_token": csrf_of(page)})
+    assert cancelled.status_code == 302
+    assert "cancelled" in web.get(response.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.fixture
+def operator(app):
+    from app.tenancy import service
+
+    service.create_operator(app.config["FAIRQ_SETTINGS"], email="ops@fairq.example", password=PASSWORD)
+    web = browser(app)
+    response = web_login(web, "_platform", "ops@fairq.example")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/ui/admin/tenants")
+    return web
+
+
+def test_operator_pages_are_for_operators_only(app):
+    web = browser(app)
+    web_register(web, "acme")
+    for url in ("/ui/admin/tenants", "/ui/admin/dlq"):
+        assert web.get(url).status_code == 403, url
+
+
+def test_an_operator_edits_a_tenants_weight_plan_and_pause(app, operator):
+    sign_up(app.test_client(), "acme")
+    page = operator.get("/ui/admin/tenants")
+    assert "acme" in page.get_data(as_text=True)
+    response = operator.post("/ui/admin/tenants/acme", data={"csrf_token": csrf_of(page), "weight": "4",
+                                                            "plan": "default", "paused": "on"})
+    assert response.status_code == 302
+    from app.tenancy.service import get_tenant
+
+    tenant = get_tenant("acme")
+    assert (tenant.weight, tenant.paused) == (4, True)
+    bad = operator.post("/ui/admin/tenants/acme", data={"csrf_token": csrf_of(page), "weight": "heavy"})
+    assert bad.status_code == 400 and "whole number" in bad.get_data(as_text=True)
+    assert operator.post("/ui/admin/tenants/nobody", data={"csrf_token": csrf_of(page), "weight": "2"}).status_code == 404
+    # operators see no tenant's jobs pages
+    assert operator.get("/ui/jobs").status_code == 403
+
+
+def test_an_operator_replays_a_dead_job(app, operator):
+    from app.scheduling.models import Job
+    from app.tenancy.scoping import system_session
+
+    web = browser(app)
+    web_register(web, "acme")
+    form = web.get("/ui/ingest")
+    response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
+                                            "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "a.csv")},
+                        content_type="multipart/form-data")
+    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    with system_session() as session:
+        session.get(Job, job_id).state = "dead"
+    page = operator.get("/ui/admin/dlq")
+    assert f"<td>{job_id}</td>" in page.get_data(as_text=True)
+    nothing = operator.post("/ui/admin/dlq/replay", data={"csrf_token": csrf_of(page)})
+    assert nothing.status_code == 400  # no selection: never "everything" by accident
+    replayed = operator.post("/ui/admin/dlq/replay", data={"csrf_token": csrf_of(page), "job_id": str(job_id)})
+    assert replayed.status_code == 200 and "1 job(s) replayed" in replayed.get_data(as_text=True)
+    with system_session() as session:
+        assert session.get(Job, job_id).state == "queued"
+
+
+def test_the_dashboard_works_on_the_embedded_default(sqlite_app):
+    web = browser(sqlite_app)
+    web_register(web, "acme")
+    assert web.get("/ui/jobs").status_code == 200
+    with web.get("/ui/static/fairq.css") as response:
+        assert response.status_code == 200 and response.mimetype == "text/css"

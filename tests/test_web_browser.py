@@ -1,0 +1,108 @@
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright.
+
+`fairq up` runs on the embedded default in a subprocess (API, workers and scheduler in one
+process); the browser registers a tenant, uploads the example UPI file, starts its ingest,
+watches the job succeed, finds a transaction, and an operator sees both tenants. A
+screenshot of every page goes to ``test-artifacts/browser/``.
+"""
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, clean_env
+from tests.helpers import PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def post_json(url: str, body: dict) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def test_register_ingest_find_a_transaction_and_see_two_tenants_as_an_operator(fairq_up, browser):
+    base, _process, folder = fairq_up
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    page.goto(base + "/ui/register")
+    shot(page, "01-register")
+    page.get_by_label("Tenant id").fill("acme")
+    page.get_by_label("Email").fill("admin@acme.example")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create the tenant").click()
+    page.wait_for_url("**/ui/jobs")
+    assert page.get_by_role("heading", name="Jobs").is_visible()
+    shot(page, "02-jobs-empty")
+
+    # log out and back in, as a returning user does
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/ui/login")
+    page.get_by_label("Tenant").fill("acme")
+    page.get_by_label("Email").fill("admin@acme.example")
+    page.get_by_label("Password").fill(PASSWORD)
+    shot(page, "03-login")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/ui/jobs")
+
+    nav = page.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="Ingest a file").click()
+    page.get_by_label("File (CSV)").set_input_files(str(ROOT / "examples" / "upi_sample.csv"))
+    page.get_by_label("Source").select_option("UPI")
+    shot(page, "04-ingest")
+    page.get_by_role("button", name="Upload and ingest").click()
+    page.wait_for_url("**/ui/jobs/*")
+    # the page follows the job by itself until it ends
+    page.locator("#job-state", has_text="succeeded").wait_for(timeout=60_000)
+    assert page.get_by_text("rows loaded").is_visible()
+    shot(page, "05-job-succeeded")
+
+    nav.get_by_role("link", name="Transactions").click()
+    page.get_by_label("Transaction id").fill("HDF6513270E269E0D37F2A74DE452E6B438")
+    page.get_by_role("button", name="Search").click()
+    row = page.get_by_role("row", name="HDF6513270E269E0D37F2A74DE452E6B438")
+    assert "1205.00" in row.inner_text()
+    shot(page, "06-transactions")
+
+    # a second tenant (through the API) and an operator (through the CLI)
+    assert post_json(base + "/register", {"tenant_id": "globex", "email": "admin@globex.example",
+                                          "password": PASSWORD}) == 201
+    created = subprocess.run(["fairq", "operators", "create", "--email", "ops@fairq.example", "--password-stdin"],
+                             input=PASSWORD + "\n", capture_output=True, text=True, cwd=folder, env=clean_env(),
+                             timeout=60)
+    assert created.returncode == 0, created.stderr
+
+    operator = browser.new_page(viewport={"width": 390, "height": 844})  # a phone, this time
+    operator.goto(base + "/ui/login")
+    operator.get_by_label("Tenant").fill("_platform")
+    operator.get_by_label("Email").fill("ops@fairq.example")
+    operator.get_by_label("Password").fill(PASSWORD)
+    operator.get_by_role("button", name="Log in").click()
+    operator.wait_for_url("**/ui/admin/tenants")
+    for tenant in ("acme", "globex"):
+        assert operator.get_by_role("rowheader", name=tenant).is_visible()
+    shot(operator, "07-operator-tenants")
+    operator.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters").click()
+    assert operator.get_by_text("The dead-letter queue is empty.").is_visible()
+    shot(operator, "08-operator-dead-letters")
