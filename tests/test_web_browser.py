@@ -6,6 +6,7 @@ watches the job succeed, finds a transaction, and an operator sees both tenants.
 screenshot of every page goes to ``test-artifacts/browser/``.
 """
 import json
+import os
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -15,10 +16,11 @@ import pytest
 from tests.conftest import ROOT, clean_env
 from tests.helpers import PASSWORD
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's chromium (FAIRQ_TEST_CHROMIUM: another Chromium-based browser, e.g. on a CI runner).
+CHROMIUM = Path(os.environ.get("FAIRQ_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM} (.ci/run installs Debian's chromium)")
 
 
 @pytest.fixture

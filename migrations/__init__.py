@@ -1,0 +1,1 @@
+"""Alembic migrations of fairq (shipped inside the distribution: `fairq db upgrade` needs them)."""
