@@ -42,6 +42,19 @@ def web_login(web, tenant_id: str, email: str, password: str = PASSWORD):
                                        "password": password})
 
 
+def web_ingest(web, source: str = "UPI", name: str = "upi_sample.csv"):
+    """Upload an example file and start its ingest through the form; the response."""
+    form = web.get("/ui/ingest")
+    with (EXAMPLES / name).open("rb") as stream:
+        return web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": source, "ledger": "external",
+                                            "file": (stream, name)}, content_type="multipart/form-data")
+
+
+def job_of(response) -> int:
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return int(response.headers["Location"].rsplit("/", 1)[1])
+
+
 def set_cookies(response) -> dict[str, str]:
     return {header.split("=", 1)[0]: header for header in response.headers.getlist("Set-Cookie")}
 
@@ -138,14 +151,8 @@ def test_an_expired_access_cookie_is_renewed_from_the_refresh_cookie(app):
 def test_upload_ingest_follow_the_job_and_find_a_transaction(app, worker):
     web = browser(app)
     web_register(web, "acme")
-    form = web.get("/ui/ingest")
-    assert "UPI" in form.get_data(as_text=True)
-    with (EXAMPLES / "upi_sample.csv").open("rb") as stream:
-        response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
-                                                "file": (stream, "upi_sample.csv")},
-                            content_type="multipart/form-data")
-    assert response.status_code == 302
-    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    assert "UPI" in web.get("/ui/ingest").get_data(as_text=True)
+    job_id = job_of(web_ingest(web))
     assert 'data-refresh="/ui/jobs/' in web.get(f"/ui/jobs/{job_id}").get_data(as_text=True)  # live until done
     def finished():
         page = web.get(f"/ui/jobs/{job_id}?part=detail").get_data(as_text=True)
@@ -167,10 +174,7 @@ def test_upload_ingest_follow_the_job_and_find_a_transaction(app, worker):
 def test_a_bad_upload_is_explained_and_nothing_is_queued(app):
     web = browser(app)
     web_register(web, "acme")
-    form = web.get("/ui/ingest")
-    response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "SWIFT", "ledger": "external",
-                                            "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "x.csv")},
-                        content_type="multipart/form-data")
+    response = web_ingest(web, source="SWIFT")
     assert response.status_code == 400 and "unknown source" in response.get_data(as_text=True)
     assert "No jobs yet" in web.get("/ui/jobs").get_data(as_text=True)
 
@@ -179,11 +183,7 @@ def test_another_tenant_sees_none_of_it(app):
     acme, globex = browser(app), browser(app)
     web_register(acme, "acme")
     web_register(globex, "globex")
-    form = acme.get("/ui/ingest")
-    response = acme.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
-                                             "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "a.csv")},
-                         content_type="multipart/form-data")
-    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    job_id = job_of(web_ingest(acme))
     run_job(job_id)
     for url in (f"/ui/jobs/{job_id}", f"/ui/jobs/{job_id}?part=detail", f"/ui/jobs/{job_id}/errors.csv"):
         assert globex.get(url).status_code == 404, url
@@ -196,10 +196,7 @@ def test_another_tenant_sees_none_of_it(app):
 def test_cancelling_a_queued_job_from_its_page(app):
     web = browser(app)
     web_register(web, "acme")
-    form = web.get("/ui/ingest")
-    response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
-                                            "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "a.csv")},
-                        content_type="multipart/form-data")
+    response = web_ingest(web)
     page = web.get(response.headers["Location"])
     cancelled = web.post(response.headers["Location"] + "/cancel", data={"csrf_token": csrf_of(page)})
     assert cancelled.status_code == 302
@@ -248,11 +245,7 @@ def test_an_operator_replays_a_dead_job(app, operator):
 
     web = browser(app)
     web_register(web, "acme")
-    form = web.get("/ui/ingest")
-    response = web.post("/ui/ingest", data={"csrf_token": csrf_of(form), "source": "UPI", "ledger": "external",
-                                            "file": (open(EXAMPLES / "upi_sample.csv", "rb"), "a.csv")},
-                        content_type="multipart/form-data")
-    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    job_id = job_of(web_ingest(web))
     with system_session() as session:
         session.get(Job, job_id).state = "dead"
     page = operator.get("/ui/admin/dlq")
