@@ -42,6 +42,9 @@ def build_broker(settings: Settings) -> Broker:
     from app.scheduling.gate import Gate
     from app.scheduling.periodic import PeriodicOnce
 
+    from app.metrics.exposition import WorkerMetrics
+
+    new.add_middleware(WorkerMetrics())
     new.add_middleware(PeriodicOnce())
     new.add_middleware(Gate())
     new.add_middleware(DispatcherMiddleware())

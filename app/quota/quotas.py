@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.db import utcnow
 from app.errors import ServiceError
 from app.quota.models import UsageDaily
@@ -56,6 +57,7 @@ def check(session: Session, plan: PlanSpec, *, tenant_id: str, **adding: int) ->
         amount = adding[metric]
         if used + amount > limit or (amount == 0 and used >= limit):
             retry = max(1, int((resets_at - utcnow()).total_seconds()))
+            metrics.quota_rejected(tenant_id, field)
             raise QuotaExceeded(
                 f"quota {field} of plan exceeded: {used} used of {limit}; resets at {resets_at.isoformat()}",
                 headers={"Retry-After": str(retry)},
