@@ -85,7 +85,7 @@ class Dispatcher:
         self.settings = settings
         self.store = store or Store(get_db(settings))
         self.publisher = publisher or make_publisher(broker)
-        self.buckets = buckets or make_buckets(settings)
+        self.buckets = buckets if buckets is not None else make_buckets(settings)  # an empty one is falsy
         self.leadership = leadership or make_leadership(settings.sqlalchemy_url)
         self.clock = clock
         self.window = settings.dispatch_window
