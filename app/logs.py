@@ -26,7 +26,7 @@ __all__ = ["configure_logging", "adopt_cli_logging", "log_context", "bind", "red
 #: The fields every log line carries when they are known.
 CONTEXT_FIELDS = ("request_id", "job_id", "tenant_id", "user_id")
 
-_context: dict[str, ContextVar[str | None]] = {
+_context: dict[str, ContextVar[Any]] = {
     name: ContextVar(f"fairq_{name}", default=None) for name in CONTEXT_FIELDS
 }
 
@@ -34,13 +34,13 @@ _context: dict[str, ContextVar[str | None]] = {
 def bind(**values: Any) -> None:
     """Set context fields for the rest of the current context (request, job or thread)."""
     for name, value in values.items():
-        _context[name].set(None if value is None else str(value))
+        _context[name].set(value)
 
 
 @contextmanager
 def log_context(**values: Any) -> Iterator[None]:
     """Set context fields for the duration of a block."""
-    tokens = {name: _context[name].set(None if v is None else str(v)) for name, v in values.items()}
+    tokens = {name: _context[name].set(v) for name, v in values.items()}
     try:
         yield
     finally:
