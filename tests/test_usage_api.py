@@ -160,3 +160,17 @@ def test_a_redis_flush_loses_no_billable_usage(client, real_settings):
     redis.Redis.from_url(real_settings.redis_url).flushdb()
     rows = client.get("/usage", headers=a.headers).get_json()["items"]
     assert [(r["kind"], r["jobs"]) for r in rows] == [("noop", 2)]
+
+
+def test_the_hourly_roll_up_covers_this_month_and_the_last(client):
+    from app.quota.rollups import roll_up_usage
+
+    today = utcnow().date()
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    record("acme", "noop", today, jobs=2)
+    record("acme", "noop", last_month, jobs=3)
+    assert "periodic" in roll_up_usage.options
+    roll_up_usage()  # the actor's function, called directly
+    with system_session() as session:
+        rolled = dict(session.execute(sa.select(UsageMonthly.month, UsageMonthly.jobs)).all())
+    assert rolled == {today.replace(day=1): 2, last_month: 3}
