@@ -61,3 +61,20 @@ def test_one_endpoint_serves_the_metrics_of_all_worker_processes(client, tmp_pat
     parsed = [json.loads(line) for line in worker_lines]  # every worker process line is JSON
     assert any(line["message"] == "Worker process is ready for action." for line in parsed)
     assert any(line.get("state") == "succeeded" and line.get("tenant_id") == "acme" for line in parsed)
+
+
+def test_a_taken_metrics_port_leaves_the_workers_running(db, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "FAIRQ_METRICS_PORT": str(port), "FAIRQ_METRICS_DIR": str(tmp_path / "metrics")}
+        process = subprocess.Popen(["dramatiq", "app.tasks", "--processes", "1", "--threads", "1"], cwd=ROOT,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = wait_for_output(process, "cannot serve worker metrics")
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in output + rest, output + rest
+    assert "Worker process is ready for action." in output + rest

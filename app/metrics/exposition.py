@@ -111,7 +111,12 @@ def serve_worker_metrics() -> int:
     adopt_cli_logging(settings.log_level)
     directory = multiprocess_dir()
     enable_multiprocess(directory)
-    server = ThreadingHTTPServer((settings.metrics_host, settings.metrics_port), _Handler)
+    try:
+        server = ThreadingHTTPServer((settings.metrics_host, settings.metrics_port), _Handler)
+    except OSError as exc:  # the workers keep working; only their metrics go unserved
+        logger.error("cannot serve worker metrics on %s:%d: %s (set FAIRQ_METRICS_PORT)",
+                     settings.metrics_host, settings.metrics_port, exc.strerror or exc)
+        return 1
     logger.info("worker metrics on http://%s:%d/metrics (from %s)", settings.metrics_host,
                 settings.metrics_port, directory)
     try:
