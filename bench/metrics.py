@@ -38,7 +38,7 @@ def main() -> None:
 
     if args.multiprocess:
         instruments.enable_multiprocess(Path(tempfile.mkdtemp(prefix="fairq-bench-metrics-")))
-    instruments._labels = TenantLabels(50)  # no ranking thread: the label cap's lookup only
+    instruments.labels.value = TenantLabels(50)  # no ranking thread: the label cap's lookup only
     tenants = [f"t{i}" for i in range(100)]  # half of them beyond the cap
 
     def metrics(i: int) -> None:  # what the gate does for one job that ran once

@@ -73,7 +73,7 @@ def test_waiting_in_flight_and_dead_jobs_and_quotas_come_from_the_database(clien
 def test_tenants_beyond_the_label_cap_are_summed_as_other(client, monkeypatch):
     import app.metrics.instruments as module
 
-    monkeypatch.setattr(module, "_labels", TenantLabels(2))
+    monkeypatch.setattr(module.labels, "value", TenantLabels(2))
     logins = [sign_up(client, tenant) for tenant in ("t1", "t2", "t3", "t4")]
     before = scrape(client)
     for n, login in enumerate(logins, start=1):

@@ -34,8 +34,6 @@ WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 9
 RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, float("inf"))
 
 _lock = threading.Lock()
-_instruments = None
-_labels: TenantLabels | None = None
 
 
 class Instruments:
@@ -79,25 +77,28 @@ class Instruments:
         return found
 
 
-def instruments() -> Instruments:
-    """The process's metrics, created on first use."""
-    global _instruments
-    if _instruments is None:
-        with _lock:
-            if _instruments is None:
-                _instruments = Instruments()
-    return _instruments
+class _Once:
+    """A value made on first use, once per process (``value`` can be replaced, e.g. by a test)."""
+
+    def __init__(self, make, doc: str) -> None:
+        self._make = make
+        self.value = None
+        self.__doc__ = doc
+
+    def __call__(self):
+        if self.value is None:
+            with _lock:
+                if self.value is None:
+                    self.value = self._make()
+        return self.value
 
 
-def labels() -> TenantLabels:
-    """The process's tenant labels (capped at ``FAIRQ_METRICS_MAX_TENANTS``)."""
-    global _labels
-    if _labels is None:
-        with _lock:
-            if _labels is None:
-                cap = get_settings().metrics_max_tenants
-                _labels = TenantLabels(cap, ranking=lambda: busiest_tenants(cap))
-    return _labels
+#: ``instruments()``: the process's metrics, created on first use.
+instruments = _Once(Instruments, "The process's metrics, created on first use.")
+#: ``labels()``: the process's tenant labels (capped at ``FAIRQ_METRICS_MAX_TENANTS``).
+labels = _Once(lambda: TenantLabels(get_settings().metrics_max_tenants,
+                                    ranking=lambda: busiest_tenants(get_settings().metrics_max_tenants)),
+               "The process's tenant labels (capped at FAIRQ_METRICS_MAX_TENANTS).")
 
 
 def multiprocess_dir() -> Path:
@@ -184,5 +185,5 @@ def publish_shares(shares: dict[str, tuple[float, float]]) -> None:
 
 def clear_shares() -> None:
     """This process no longer leads the dispatching: its shares drop to 0."""
-    if _instruments is not None:
+    if instruments.value is not None:
         publish_shares({})

@@ -16,14 +16,9 @@ __all__ = ["UsageDaily", "UsageMonthly", "METRICS"]
 METRICS = ("jobs", "run_seconds", "rows", "messages", "failures")
 
 
-class UsageDaily(TenantScoped, Base):
-    """One tenant's usage of one job kind on one day (UTC)."""
+class Metered:
+    """The metered amounts (:data:`METRICS`), as columns."""
 
-    __tablename__ = "usage_daily"
-
-    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
-    kind: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     jobs: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     run_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
     rows: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
@@ -31,7 +26,17 @@ class UsageDaily(TenantScoped, Base):
     failures: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
 
-class UsageMonthly(TenantScoped, Base):
+class UsageDaily(Metered, TenantScoped, Base):
+    """One tenant's usage of one job kind on one day (UTC)."""
+
+    __tablename__ = "usage_daily"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+
+class UsageMonthly(Metered, TenantScoped, Base):
     """One tenant's usage of one job kind in one month: the sum of its ``usage_daily`` rows when
     ``rolled_at`` was taken (see :mod:`app.quota.rollups`)."""
 
@@ -40,9 +45,4 @@ class UsageMonthly(TenantScoped, Base):
     tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     month: Mapped[date] = mapped_column(sa.Date, primary_key=True)  # its first day
     kind: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    jobs: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
-    run_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
-    rows: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
-    messages: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
-    failures: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     rolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
