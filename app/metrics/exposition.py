@@ -52,7 +52,6 @@ def render(*, database: bool) -> bytes:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     if _multiprocess():
-        instruments()  # this process's files exist even before its first event
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # the folder this process was given
         output = generate_latest(registry)

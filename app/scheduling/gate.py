@@ -123,12 +123,13 @@ class Gate(Middleware):
 
     def _turn_away(self, job_id: int) -> None:
         reason = self.store.why_not_started(job_id)
-        tenant_id = None
+        extra = {"job_id": job_id}
         if reason == "paused":
             tenant_id = self.store.defer(job_id, seconds=DEFER_SECONDS, reason="tenant paused")
             if tenant_id is not None:
                 metrics.job_deferred(tenant_id, "paused")
-        logger.info("job %s not run: %s", job_id, reason, extra={"job_id": job_id, "tenant_id": tenant_id})
+                extra.update(tenant_id=tenant_id, state="queued")
+        logger.info("job %s not run: %s", job_id, reason, extra=extra)
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         """Called after a message is processed: records the job's outcome, run time and usage."""
