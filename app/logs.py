@@ -60,6 +60,8 @@ class ContextFilter(logging.Filter):
 
 
 _HANDLER_NAME = "fairq-json"
+#: Loggers of the servers that run the API, which log to stderr through handlers of their own.
+SERVER_LOGGERS = ("gunicorn.error", "gunicorn.access")
 #: What is left of a secret in a log line.
 MASK = "[redacted]"
 #: A JWT (three base64url parts, the first two JSON objects), a bearer token, a URL's password.
@@ -136,6 +138,13 @@ def configure_logging(level: str = "INFO", *, stream: Any = None) -> None:
     handler.addFilter(ContextFilter())
     root.addHandler(handler)
     root.setLevel(level)
+    for name in SERVER_LOGGERS:  # under gunicorn: its lines too, through fairq's handler
+        server = logging.getLogger(name)
+        plain = [h for h in server.handlers if type(h) is logging.StreamHandler]
+        if plain:
+            for h in plain:
+                server.removeHandler(h)
+            server.propagate = True
     # pika and botocore narrate every frame at DEBUG and INFO.
     for noisy in ("pika", "botocore", "boto3", "urllib3", "werkzeug", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -78,3 +78,21 @@ def test_each_job_state_change_is_one_line_with_the_job_and_tenant(client, worke
     assert own and own[0]["logger"] == "app.scheduling.kinds"
     queued = next(line for line in lines if line.get("state") == "queued")
     assert queued["request_id"] and queued["user_id"]  # enqueued by a request of a user
+
+
+def test_gunicorns_own_lines_go_through_the_json_handler():
+    server = logging.getLogger("gunicorn.error")
+    gunicorns = io.StringIO()
+    server.addHandler(logging.StreamHandler(gunicorns))  # what gunicorn sets up in each worker
+    server.propagate = False
+    ours = io.StringIO()
+    try:
+        configure_logging("INFO", stream=ours)  # what create_app does then
+        server.info("Worker exiting (pid: %s)", 42)
+    finally:
+        server.handlers.clear()
+        server.propagate = True
+        configure_logging("INFO")
+    assert gunicorns.getvalue() == ""
+    line = json.loads(ours.getvalue().splitlines()[-1])
+    assert (line["logger"], line["message"]) == ("gunicorn.error", "Worker exiting (pid: 42)")
