@@ -108,7 +108,7 @@ class Dispatcher:
         self._swept_at = 0.0
         self.dispatched = 0
         #: worker seconds per tenant over the metrics' share window
-        self.share = ShareWindow(settings.metrics_share_window_seconds, clock=time.monotonic)
+        self.share = ShareWindow(settings.metrics_share_window_seconds)
         self._shared_at = 0.0
         # marking jobs dispatched is off the critical path: the gate admits a job either way
         self._marker = GroupCommit(self._mark, name="fairq-dispatch-mark")
