@@ -15,7 +15,7 @@ from app.db import get_db, utcnow
 from app.metrics.instruments import labels
 from app.quota.plans import QUOTA_FIELDS, plan_for
 from app.quota.usage import current_usage
-from app.scheduling.stats import job_counts, tenant_weights
+from app.scheduling.stats import job_counts, tenant_plans
 from app.settings import get_settings
 
 __all__ = ["DatabaseCollector", "STATE_GAUGES", "QUOTA_GAUGES"]
@@ -71,7 +71,7 @@ class DatabaseCollector:
         with db.system() as connection:
             used = current_usage(connection, utcnow().date())
         totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        for tenant_id, (_weight, plan_name) in tenant_weights(db).items():
+        for tenant_id, plan_name in tenant_plans(db).items():
             plan = plan_for(settings, plan_name)
             for field, (metric, period) in QUOTA_FIELDS.items():
                 limit = getattr(plan, field)

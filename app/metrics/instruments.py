@@ -116,8 +116,7 @@ def enable_multiprocess(directory: Path) -> bool:
     Returns:
       False if it is too late (prometheus_client was already imported in single-process mode).
     """
-    from_env = "prometheus_client" in sys.modules
-    if from_env:
+    if "prometheus_client" in sys.modules:
         from prometheus_client import values
 
         if getattr(values.ValueClass, "_multiprocess", False):

@@ -1,4 +1,5 @@
-"""How many jobs wait, run and lie dead, per tenant and kind: cheap aggregates for metrics."""
+"""How many jobs wait, run and lie dead, per tenant and kind, and the tenants' plans: cheap
+aggregates for metrics."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -7,7 +8,7 @@ from app.db import Database
 from app.scheduling.models import Job
 from app.tenancy.models import Tenant
 
-__all__ = ["job_counts", "tenant_weights", "COUNTED_STATES"]
+__all__ = ["job_counts", "tenant_plans", "COUNTED_STATES"]
 
 jobs = Job.__table__
 
@@ -27,9 +28,8 @@ def job_counts(db: Database) -> list[tuple[str, str, str, int]]:
         return [tuple(row) for row in connection.execute(_COUNTS)]
 
 
-def tenant_weights(db: Database) -> dict[str, tuple[int, str]]:
-    """Every tenant's (weight, plan)."""
+def tenant_plans(db: Database) -> dict[str, str]:
+    """Every tenant's plan."""
     tenants = Tenant.__table__
     with db.system() as connection:
-        return {row[0]: (row[1], row[2]) for row in connection.execute(
-            sa.select(tenants.c.id, tenants.c.weight, tenants.c.plan))}
+        return dict(connection.execute(sa.select(tenants.c.id, tenants.c.plan)).all())
