@@ -100,3 +100,29 @@ def test_the_metrics_token_guards_the_endpoint(real_settings):
         assert response.get_json()["type"] == "/problems/metrics-token-required"
     assert "fairq_jobs_queued" in {name for name, _ in scrape(client, bearer(token))} | exported_names()
     assert client.get("/metrics", headers=bearer(token)).status_code == 200
+
+
+def test_a_job_over_its_concurrency_cap_counts_as_a_deferral(real_settings):
+    from dramatiq.middleware import SkipMessage
+
+    import app.tasks  # noqa: F401  (the job kinds)
+    from app.metrics.instruments import instruments
+    from app.scheduling.gate import Gate
+    from app.scheduling.kinds import kinds
+    from app.settings import Settings, use_settings
+    from app.tenancy.scoping import tenant_session
+
+    use_settings(Settings.load(**{**real_settings.model_dump(), "plans": {"single": {"concurrency": 1}}}))
+    service.create_tenant("acme", plan="single")
+    with tenant_session("acme") as session:
+        session.add_all([Job(tenant_id="acme", kind="noop", state=state, payload={})
+                         for state in ("running", "dispatched")])
+    with system_session() as session:
+        job_id = session.scalar(sa.select(Job.id).where(Job.state == "dispatched"))
+    deferred = instruments().deferrals.labels("acme", "concurrency")
+    before = deferred._value.get()
+    with pytest.raises(SkipMessage):
+        Gate().before_process_message(None, kinds()["noop"].actor.message(job_id))
+    assert deferred._value.get() - before == 1
+    with system_session() as session:
+        assert session.get(Job, job_id).state == "queued"
