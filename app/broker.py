@@ -38,10 +38,12 @@ def build_broker(settings: Settings) -> Broker:
         new = StubBroker(fail_fast_default=False)
     new.add_middleware(CurrentMessage())
     new.add_middleware(PeriodiqMiddleware(skip_delay=PERIODIC_SKIP_DELAY))
+    from app.metrics.exposition import WorkerMetrics
     from app.scheduling.dispatcher import DispatcherMiddleware
     from app.scheduling.gate import Gate
     from app.scheduling.periodic import PeriodicOnce
 
+    new.add_middleware(WorkerMetrics())
     new.add_middleware(PeriodicOnce())
     new.add_middleware(Gate())
     new.add_middleware(DispatcherMiddleware())

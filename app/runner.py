@@ -43,6 +43,7 @@ def serve(
       OSError: the address is taken.
     """
     from app import create_app
+    from app.metrics.exposition import serve_in_process
     from app.scheduling.periodic import SchedulerThread, periodic_actors
     from app.tasks import broker
 
@@ -63,6 +64,7 @@ def serve(
 
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
+    serve_in_process()  # one process: /metrics on the API's port is the one endpoint
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
     worker.start()

@@ -11,6 +11,7 @@ variable.
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
-__all__ = ["Settings", "SettingsError", "PlanSpec", "KindLimitSpec", "get_settings", "use_settings", "ENV_PREFIX"]
+__all__ = [
+    "Settings", "SettingsError", "PlanSpec", "KindLimitSpec", "get_settings", "use_settings", "export_to_library",
+    "ENV_PREFIX",
+]
 
 #: The prefix of every fairq environment variable.
 ENV_PREFIX = "FAIRQ_"
@@ -185,6 +189,31 @@ class Settings(BaseSettings):
     ingest_timezone: str = Field(
         "Asia/Kolkata", description="IANA time zone of local times in ingested files (stored in UTC)."
     )
+    metrics_port: int = Field(
+        9191, ge=0, le=65535,
+        description=(
+            "Port of the Prometheus endpoint of each `dramatiq app.tasks` command (Dramatiq's 9191; 0: none). "
+            "`fairq up` and the API serve `/metrics` on their own port instead."
+        ),
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the workers' Prometheus endpoint binds to.")
+    metrics_dir: Path | None = Field(
+        None,
+        description=(
+            "Folder where the processes of one `dramatiq app.tasks` command share their metrics "
+            "(prometheus_client's multiprocess mode). Unset: <temp dir>/fairq-metrics-<FAIRQ_METRICS_PORT>."
+        ),
+    )
+    metrics_max_tenants: int = Field(
+        50, ge=1, le=10_000,
+        description='Tenants with a `tenant` label of their own in metrics; the rest are summed as tenant="_other".',
+    )
+    metrics_share_window_seconds: float = Field(
+        300.0, ge=10, le=86_400, description="Window over which each tenant's share of worker time is measured."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="If set, `/metrics` on the API answers only requests with `Authorization: Bearer <token>`."
+    )
     plans: dict[str, PlanSpec] = Field(
         default_factory=dict,
         description=(
@@ -314,7 +343,8 @@ class Settings(BaseSettings):
 
 
 #: Fields whose values may hold credentials: never echoed in an error.
-_SENSITIVE = frozenset({"database_url", "database_owner_url", "broker_url", "redis_url", "s3_secret_access_key", "jwt_secret"})
+_SENSITIVE = frozenset({"database_url", "database_owner_url", "broker_url", "redis_url", "s3_secret_access_key", "jwt_secret",
+                        "metrics_token"})
 
 
 def _describe(exc: ValidationError) -> str:
@@ -355,3 +385,10 @@ def use_settings(settings: Settings | None) -> None:
     global _current
     with _lock:
         _current = settings
+
+
+def export_to_library(name: str, value: str) -> None:
+    """Set an environment variable that a library reads by itself and has no other way to be told
+    (prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``). This module stays the one that touches the
+    environment."""
+    os.environ[name] = value

@@ -7,7 +7,13 @@ no Flask app and no request.
 from app.broker import broker  # noqa: I001  (must stay first)
 
 import app.ingest.job  # noqa: F401
+import app.quota.rollups  # noqa: F401
 import app.scheduling.builtin  # noqa: F401
 import app.scheduling.housekeeping  # noqa: F401
+from app.logs import adopt_cli_logging
+from app.settings import get_settings
 
 __all__ = ["broker"]
+
+# ``dramatiq`` and ``periodiq`` set up text logging before they import this module: make it JSON.
+adopt_cli_logging(get_settings().log_level)

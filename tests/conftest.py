@@ -181,11 +181,20 @@ def worker(fast_retries, db):
 
     from app.tasks import broker
 
-    broker.flush_all()
+    fresh_flush(broker)
     worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
     worker.start()
     yield worker
     worker.stop()
+    fresh_flush(broker)
+
+
+def fresh_flush(broker) -> None:
+    """Empty the broker's queues on a new connection: this thread's old one may have idled past
+    its heartbeats (pika's blocking connection only answers them while in use) and been closed
+    by RabbitMQ."""
+    if hasattr(broker, "state"):
+        del broker.connection
     broker.flush_all()
 
 

@@ -106,7 +106,8 @@ def test_keda_scales_the_worker_deployment_on_fairqs_backlog():
 def test_compose_runs_the_whole_stack_with_fairqs_own_commands():
     compose = documents(DEPLOY / "docker-compose.yml")[0]
     services = compose["services"]
-    assert {"postgres", "rabbitmq", "redis", "minio", "migrate", "api", "worker", "scheduler"} <= set(services)
+    assert {"postgres", "rabbitmq", "redis", "minio", "migrate", "api", "worker", "scheduler", "prometheus",
+            "grafana"} <= set(services)
     assert services["rabbitmq"]["image"].endswith("-management")
     for name in ("migrate", "api", "worker", "scheduler"):
         service = services[name]
@@ -121,6 +122,15 @@ def test_compose_runs_the_whole_stack_with_fairqs_own_commands():
             source = volume.split(":", 1)[0]
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), source
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_and_grafana_gets_the_dashboard():
+    scrape = {job["job_name"]: job for job in documents(DEPLOY / "prometheus" / "prometheus.yml")[0]["scrape_configs"]}
+    assert scrape["fairq-api"]["static_configs"][0]["targets"] == ["api:8000"]
+    assert scrape["fairq-worker"]["dns_sd_configs"][0]["port"] == Settings.model_fields["metrics_port"].default
+    compose = documents(DEPLOY / "docker-compose.yml")[0]["services"]
+    assert compose["worker"]["environment"]["FAIRQ_METRICS_HOST"] == "0.0.0.0"
+    assert any(v.startswith("./grafana/fairq.json:") for v in compose["grafana"]["volumes"])
 
 
 def test_the_deployment_files_set_only_settings_fairq_has():

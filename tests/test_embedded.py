@@ -2,6 +2,7 @@
 import json
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -77,3 +78,24 @@ def test_fairq_up_refuses_a_taken_port_with_exit_code_2(fairq_up, tmp_path):
     )
     assert result.returncode == 2
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+
+
+def test_fairq_up_has_one_metrics_endpoint_on_the_embedded_default(fairq_up):
+    base, _, _ = fairq_up
+    user = {"tenant_id": "tenant-9", "email": "user@example.com", "password": "secret123"}
+    assert get(base + "/register", data=user)[0] == 201
+    token = json.loads(get(base + "/login", data=user)[2])["access_token"]
+    status, _, body = get(base + "/jobs", data={"kind": "noop"}, token=token)
+    assert status == 202, body
+    job_id = json.loads(body)["job_id"]
+    deadline = time.monotonic() + 30
+    while json.loads(get(f"{base}/jobs/{job_id}", token=token)[2])["state"] != "succeeded":
+        assert time.monotonic() < deadline, "the job never ran"
+        time.sleep(0.1)
+    status, headers, body = get(base + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    text = body.decode()
+    # the API's, the workers' and the database's metrics, all on the API's port
+    assert 'fairq_jobs_enqueued_total{kind="noop",tenant="tenant-9"} 1.0' in text
+    assert 'fairq_job_outcomes_total{kind="noop",outcome="succeeded",tenant="tenant-9"} 1.0' in text
+    assert "# TYPE fairq_jobs_queued gauge" in text

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from app.scheduling.periodic import PeriodicRun
 from app.settings import Settings
 from app.storage import ObjectNotFound, S3Store, make_store
-from tests.conftest import free_port
+from tests.conftest import free_port, fresh_flush
 
 
 def test_the_test_process_uses_the_real_servers(real_settings):
@@ -23,7 +23,7 @@ def test_an_actor_round_trip_through_rabbitmq_writes_a_postgresql_row(real_setti
     from app.tasks import broker
 
     # Given a worker consuming from RabbitMQ
-    broker.flush_all()
+    fresh_flush(broker)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.start()
     try:

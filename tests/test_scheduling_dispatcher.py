@@ -113,3 +113,17 @@ def test_paused_tenants_wait_and_rate_limits_hold(embedded):
     assert "paused" not in sent
     assert sent.count("slow") == 2  # its burst; then its bucket is empty
     assert sent.count("free") == 4  # work-conserving: the free tenant takes the rest
+
+
+def test_jobs_a_rate_limit_holds_back_count_as_deferrals(embedded):
+    from app.metrics.instruments import instruments
+
+    settings, db = embedded
+    dispatcher, publisher = make(settings, db, [("slow", 1, "slow")])
+    add_jobs(settings, db, "slow", 5)
+    deferred = instruments().deferrals.labels("slow", "rate")
+    before = deferred._value.get()
+    dispatcher.become_leader()
+    dispatcher.step()
+    assert len(publisher.sent) == 2  # its burst
+    assert deferred._value.get() - before == 3

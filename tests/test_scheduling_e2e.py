@@ -8,11 +8,12 @@ import pytest
 import sqlalchemy as sa
 from dramatiq.middleware import SkipMessage
 
+from app.metrics.instruments import instruments
 from app.scheduling.kinds import JobContext, job_kind
 from app.scheduling.models import Job
 from app.tenancy import service
 from app.tenancy.scoping import system_session
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_flush
 from tests.helpers import job_row, sign_up, wait_for
 
 #: The test's own switch for the flaky kind: while True, every attempt fails.
@@ -130,10 +131,13 @@ def test_the_gate_defers_a_paused_tenants_job_without_running_it(fast_retries, d
         job_id = session.scalar(sa.select(Job.id))
     service.update_tenant("acme", service.TenantChanges(paused=True))
     message = kinds()["noop"].actor.message(job_id)
+    deferred = instruments().deferrals.labels("acme", "paused")
+    before = deferred._value.get()
     with pytest.raises(SkipMessage):
         Gate().before_process_message(None, message)
     job = job_row(job_id)
     assert (job.state, job.attempts) == ("queued", 0) and job.not_before is not None
+    assert deferred._value.get() - before == 1  # counted as a deferral by the pause
 
 
 def test_the_gate_skips_when_the_database_is_down(fast_retries, db, monkeypatch):
@@ -154,7 +158,7 @@ def test_a_worker_killed_mid_job_loses_nothing(client, fast_retries, db):
     """SIGKILL a worker process while its job runs: the job runs again elsewhere and completes once."""
     from app.tasks import broker
 
-    broker.flush_all()
+    fresh_flush(broker)
     a = sign_up(client, "acme")
     job_id = enqueue(client, a, {"sleep_ms": 3000})
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import PASSWORD, sign_up, wait_for
+from tests.helpers import PASSWORD, login, sign_up, wait_for
 from tests.test_ingest_support import EXAMPLES, run_job
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -210,14 +210,14 @@ def operator(app):
     service.create_operator(app.config["FAIRQ_SETTINGS"], email="ops@fairq.example", password=PASSWORD)
     web = browser(app)
     response = web_login(web, "_platform", "ops@fairq.example")
-    assert response.status_code == 302 and response.headers["Location"].endswith("/ui/admin/tenants")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/ui/admin/fair-share")
     return web
 
 
 def test_operator_pages_are_for_operators_only(app):
     web = browser(app)
     web_register(web, "acme")
-    for url in ("/ui/admin/tenants", "/ui/admin/dlq"):
+    for url in ("/ui/admin/tenants", "/ui/admin/dlq", "/ui/admin/fair-share", "/ui/admin/fair-share?part=live"):
         assert web.get(url).status_code == 403, url
 
 
@@ -237,6 +237,39 @@ def test_an_operator_edits_a_tenants_weight_plan_and_pause(app, operator):
     assert operator.post("/ui/admin/tenants/nobody", data={"csrf_token": csrf_of(page), "weight": "2"}).status_code == 404
     # operators see no tenant's jobs pages
     assert operator.get("/ui/jobs").status_code == 403
+
+
+def test_the_fair_share_page_shows_each_tenants_share_against_its_entitlement(app, operator):
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from app.scheduling.models import Job
+    from app.tenancy.scoping import system_session
+    from app.tenancy.service import TenantChanges, update_tenant
+
+    api = app.test_client()
+    tenants = {name: sign_up(api, name) for name in ("acme", "globex", "idle")}
+    update_tenant("acme", TenantChanges(weight=3))
+    for name, count in (("acme", 3), ("globex", 2)):
+        for _ in range(count):
+            assert api.post("/jobs", json={"kind": "noop"}, headers=tenants[name].headers).status_code == 202
+    # acme ran 3 s of work in the window and globex 1 s; one job of each is still waiting
+    now = utcnow()
+    with system_session() as session:
+        for job in session.query(Job).order_by(Job.id):
+            if job.id in (1, 2, 4):
+                job.state, job.run_seconds = "succeeded", {1: 2.0, 2: 1.0, 4: 1.0}[job.id]
+                job.enqueued_at, job.started_at, job.finished_at = now - timedelta(seconds=5), now - timedelta(seconds=4), now
+    live = operator.get("/ui/admin/fair-share?part=live").get_data(as_text=True)
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'<th scope="row">(\w+)</th>(.*?)</tr>', live, re.S)}
+    assert set(rows) == {"acme", "globex"}  # idle has done nothing
+    cells = {t: re.findall(r'<td class="num">([^<]*)</td>', row) for t, row in rows.items()}
+    # weight, queued, in flight, share, entitled, wait p99, deferred
+    assert cells["acme"] == ["3", "1", "0", "75.0%", "75.0%", "1.00 s", "0"]
+    assert cells["globex"] == ["1", "1", "0", "25.0%", "25.0%", "1.00 s", "0"]
+    assert "<svg" in live and "acme: 75.0% of worker time, entitled to 75.0%" in live
+    page = operator.get("/ui/admin/fair-share").get_data(as_text=True)
+    assert 'data-refresh="/ui/admin/fair-share?part=live"' in page
 
 
 def test_an_operator_replays_a_dead_job(app, operator):
@@ -264,3 +297,31 @@ def test_the_dashboard_works_on_the_embedded_default(sqlite_app):
     assert web.get("/ui/jobs").status_code == 200
     with web.get("/ui/static/fairq.css") as response:
         assert response.status_code == 200 and response.mimetype == "text/css"
+
+
+def test_usage_against_quotas_for_a_tenant_and_across_tenants_for_operators(app, operator):
+    from app.settings import Settings, use_settings
+    from app.tenancy.service import TenantChanges, update_tenant
+
+    plans = {"small": {"jobs_per_day": 10, "rows_per_month": 1000}}
+    settings = Settings.load(**{**app.config["FAIRQ_SETTINGS"].model_dump(), "plans": plans})
+    use_settings(settings)
+    app.config["FAIRQ_SETTINGS"] = settings
+    web = browser(app)
+    web_register(web, "acme")
+    update_tenant("acme", TenantChanges(plan="small"))
+    api = app.test_client()
+    globex, acme = sign_up(api, "globex"), login(api, "acme", "admin@acme.example")
+    for _ in range(3):
+        assert api.post("/jobs", json={"kind": "noop"}, headers=acme.headers).status_code == 202
+    assert api.post("/jobs", json={"kind": "noop"}, headers=globex.headers).status_code == 202
+    page = web.get("/ui/usage").get_data(as_text=True)
+    assert "jobs per day" in page and "3 / 10" in page and "rows per month" in page and "0 / 1000" in page
+    assert "<svg" in page
+    csv_export = web.get("/ui/usage?format=csv&granularity=month")
+    assert csv_export.mimetype == "text/csv" and "globex" not in csv_export.get_data(as_text=True)
+    assert ",acme,noop,3," in csv_export.get_data(as_text=True)
+    assert web.get("/ui/usage?from=2026-02-01&to=2026-01-01").status_code == 400
+    assert web.get("/ui/admin/usage").status_code == 403
+    everyone = operator.get("/ui/admin/usage").get_data(as_text=True)
+    assert "<td>acme</td>" in everyone and "<td>globex</td>" in everyone

@@ -38,10 +38,11 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def post_json(url: str, body: dict) -> int:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+def post_json(url: str, body: dict, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status
+        return response.status, response.read()
 
 
 def test_register_ingest_find_a_transaction_and_see_two_tenants_as_an_operator(fairq_up, browser):
@@ -89,7 +90,7 @@ def test_register_ingest_find_a_transaction_and_see_two_tenants_as_an_operator(f
 
     # a second tenant (through the API) and an operator (through the CLI)
     assert post_json(base + "/register", {"tenant_id": "globex", "email": "admin@globex.example",
-                                          "password": PASSWORD}) == 201
+                                          "password": PASSWORD})[0] == 201
     created = subprocess.run(["fairq", "operators", "create", "--email", "ops@fairq.example", "--password-stdin"],
                              input=PASSWORD + "\n", capture_output=True, text=True, cwd=folder, env=clean_env(),
                              timeout=60)
@@ -101,10 +102,19 @@ def test_register_ingest_find_a_transaction_and_see_two_tenants_as_an_operator(f
     operator.get_by_label("Email").fill("ops@fairq.example")
     operator.get_by_label("Password").fill(PASSWORD)
     operator.get_by_role("button", name="Log in").click()
-    operator.wait_for_url("**/ui/admin/tenants")
+    operator.wait_for_url("**/ui/admin/fair-share")
+    # acme ran its ingest; globex queues a job now, and the page shows it by itself
+    globex = json.loads(post_json(base + "/login", {"tenant_id": "globex", "email": "admin@globex.example",
+                                                     "password": PASSWORD})[1])["access_token"]
+    post_json(base + "/jobs", {"kind": "noop", "payload": {"sleep_ms": 50}}, token=globex)
+    for tenant in ("acme", "globex"):
+        operator.get_by_role("rowheader", name=tenant).wait_for(timeout=15_000)
+    assert operator.locator("svg.chart").is_visible()
+    shot(operator, "07-operator-fair-share")
+    operator.get_by_role("navigation", name="Main").get_by_role("link", name="Tenants").click()
     for tenant in ("acme", "globex"):
         assert operator.get_by_role("rowheader", name=tenant).is_visible()
-    shot(operator, "07-operator-tenants")
+    shot(operator, "08-operator-tenants")
     operator.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters").click()
     assert operator.get_by_text("The dead-letter queue is empty.").is_visible()
-    shot(operator, "08-operator-dead-letters")
+    shot(operator, "09-operator-dead-letters")

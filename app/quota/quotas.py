@@ -6,18 +6,20 @@ a problem naming the quota, its limit, the usage and when it resets.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.db import utcnow
 from app.errors import ServiceError
 from app.quota.models import UsageDaily
 from app.quota.plans import QUOTA_FIELDS
 from app.settings import PlanSpec
 
-__all__ = ["QuotaExceeded", "check", "period_bounds"]
+__all__ = ["QuotaExceeded", "Standing", "check", "standing", "period_bounds"]
 
 
 class QuotaExceeded(ServiceError):
@@ -34,6 +36,33 @@ def period_bounds(period: str, today: date) -> tuple[date, datetime]:
     return first, datetime.combine(following, time(), UTC)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where the session's tenant stands against one quota of its plan."""
+
+    quota: str
+    metric: str
+    limit: int
+    used: int
+    resets_at: datetime
+
+
+def standing(session: Session, plan: PlanSpec, metrics_wanted: set[str] | None = None) -> list[Standing]:
+    """Every quota the plan sets (of ``metrics_wanted``, if given), with the session tenant's usage."""
+    today = utcnow().date()
+    found = []
+    for field, (metric, period) in QUOTA_FIELDS.items():
+        limit = getattr(plan, field)
+        if limit is None or (metrics_wanted is not None and metric not in metrics_wanted):
+            continue
+        start, resets_at = period_bounds(period, today)
+        used = session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(getattr(UsageDaily, metric)), 0)).where(UsageDaily.day >= start)
+        )
+        found.append(Standing(field, metric, limit, int(used), resets_at))
+    return found
+
+
 def check(session: Session, plan: PlanSpec, *, tenant_id: str, **adding: int) -> None:
     """Refuse work that would take the tenant over a quota of its plan.
 
@@ -44,23 +73,17 @@ def check(session: Session, plan: PlanSpec, *, tenant_id: str, **adding: int) ->
     Raises:
       QuotaExceeded: with the quota, limit, usage and reset time.
     """
-    today = utcnow().date()
-    for field, (metric, period) in QUOTA_FIELDS.items():
-        limit = getattr(plan, field)
-        if limit is None or metric not in adding:
-            continue
-        start, resets_at = period_bounds(period, today)
-        used = session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(getattr(UsageDaily, metric)), 0)).where(UsageDaily.day >= start)
-        )
-        amount = adding[metric]
-        if used + amount > limit or (amount == 0 and used >= limit):
-            retry = max(1, int((resets_at - utcnow()).total_seconds()))
+    for quota in standing(session, plan, set(adding)):
+        amount = adding[quota.metric]
+        if quota.used + amount > quota.limit or (amount == 0 and quota.used >= quota.limit):
+            retry = max(1, int((quota.resets_at - utcnow()).total_seconds()))
+            metrics.quota_rejected(tenant_id, quota.quota)
             raise QuotaExceeded(
-                f"quota {field} of plan exceeded: {used} used of {limit}; resets at {resets_at.isoformat()}",
+                f"quota {quota.quota} of plan exceeded: {quota.used} used of {quota.limit}; "
+                f"resets at {quota.resets_at.isoformat()}",
                 headers={"Retry-After": str(retry)},
-                quota=field,
-                limit=limit,
-                usage=int(used),
-                resets_at=resets_at.isoformat(),
+                quota=quota.quota,
+                limit=quota.limit,
+                usage=quota.used,
+                resets_at=quota.resets_at.isoformat(),
             )

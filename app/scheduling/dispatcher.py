@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 from dramatiq import Middleware
 
+from app import metrics
 from app.db import get_db, utcnow
+from app.metrics.share import ShareWindow, shares
 from app.quota import LimiterUnavailable, TakeRequest, make_buckets
 from app.quota.buckets import BucketSpec
 from app.quota.plans import limits_for, plan_for
@@ -62,6 +64,8 @@ BATCH_SHARE = 0.25
 SWEEP = 1.0
 #: Seconds between checks for waiting jobs (retry backoffs, deferrals) that came due.
 DUE_CHECK = 0.25
+#: Seconds between publications of the tenants' shares of worker time (metrics).
+SHARE_PUBLISH = 1.0
 
 
 @dataclass
@@ -81,7 +85,7 @@ class Dispatcher:
         self.settings = settings
         self.store = store or Store(get_db(settings))
         self.publisher = publisher or make_publisher(broker)
-        self.buckets = buckets or make_buckets(settings)
+        self.buckets = buckets if buckets is not None else make_buckets(settings)  # an empty one is falsy
         self.leadership = leadership or make_leadership(settings.sqlalchemy_url)
         self.clock = clock
         self.window = settings.dispatch_window
@@ -103,6 +107,9 @@ class Dispatcher:
         self._due_at = 0.0
         self._swept_at = 0.0
         self.dispatched = 0
+        #: worker seconds per tenant over the metrics' share window
+        self.share = ShareWindow(settings.metrics_share_window_seconds)
+        self._shared_at = 0.0
         # marking jobs dispatched is off the critical path: the gate admits a job either way
         self._marker = GroupCommit(self._mark, name="fairq-dispatch-mark")
 
@@ -118,6 +125,7 @@ class Dispatcher:
             self._thread.join(timeout)
         self.leadership.release()
         self.publisher.close()
+        metrics.clear_shares()
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -165,6 +173,8 @@ class Dispatcher:
         if time.monotonic() - self._due_at > DUE_CHECK:
             self._due_at = time.monotonic()
             self._notify_due()
+        if time.monotonic() - self._shared_at > SHARE_PUBLISH:
+            self._publish_shares()
         free = self.window - len(self.in_flight)
         if free <= 0 or (free < self.batch and self._backlogged):
             return 0  # wait for a few more to end: one round (one publish) for several jobs
@@ -224,6 +234,7 @@ class Dispatcher:
             for candidate in wanted[key][count:]:
                 refused.add(candidate.job_id)
             if count < request.count:
+                metrics.job_deferred(key[0], "rate", request.count - count)
                 try:
                     wait = self.buckets.wait_time(request.key, request.spec, 1)
                 except LimiterUnavailable:
@@ -253,6 +264,9 @@ class Dispatcher:
         self._marker.post([c.job_id for c in chosen])
         for candidate in chosen:
             self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
+            logger.info("job %s dispatched", candidate.job_id, extra={
+                "job_id": candidate.job_id, "tenant_id": candidate.tenant_id, "kind": candidate.kind,
+                "state": "dispatched"})
         self.dispatched += len(chosen)
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -283,6 +297,7 @@ class Dispatcher:
         actual = max(0.0, seconds)
         self.queue.complete(flight.tenant_id, estimated=flight.estimate, actual=actual)
         if actual > 0:
+            self.share.add(flight.tenant_id, actual)
             previous = self.estimates.get(flight.kind, actual)
             self.estimates[flight.kind] = (1 - EWMA) * previous + EWMA * actual
 
@@ -295,6 +310,13 @@ class Dispatcher:
         old = [job_id for job_id, flight in self.in_flight.items() if flight.since < settled]
         for done in self.store.finished(old):
             self._ended(done.job_id, done.run_seconds)
+
+    def _publish_shares(self) -> None:
+        """Each tenant's share of worker time in the window beside its entitlement (metrics)."""
+        self._shared_at = time.monotonic()
+        snapshot = self.queue.snapshot()
+        busy = {t for t, s in snapshot.items() if s["in_flight"] or (not s["paused"] and (s["buffered"] or s["has_more"]))}
+        metrics.publish_shares(shares(self.share.seconds(), {t: s["weight"] for t, s in snapshot.items()}, busy))
 
     def _refresh_tenants(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._tenants_at < TENANT_REFRESH:

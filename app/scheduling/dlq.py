@@ -78,6 +78,8 @@ def replay(selection: DeadFilter, *, broker=None, db: Database | None = None, al
     ids = [job_id for job_id, _ in rows]
     if ids and broker is not None:
         drop_broker_dead_letters(broker, ids)
+    for job_id, tenant_id in rows:
+        logger.info("job %s replayed", job_id, extra={"job_id": job_id, "tenant_id": tenant_id, "state": "queued"})
     logger.info("replayed %d dead jobs", len(ids))
     return ids
 

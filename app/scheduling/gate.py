@@ -26,6 +26,7 @@ from datetime import timedelta
 from dramatiq import Middleware
 from dramatiq.middleware import SkipMessage
 
+from app import logs, metrics
 from app.db import get_db, utcnow
 from app.quota.plans import limits_for, plan_for
 from app.scheduling.jobs import DEDICATED_PREFIX
@@ -100,7 +101,9 @@ class Gate(Middleware):
             cap = limits_for(plan_for(get_settings(), self._plan(started.tenant_id)), started.kind).concurrency
             if cap is not None and self.store.running_count(started.tenant_id, started.kind) > cap:
                 self.store.defer(job_id, seconds=DEFER_SECONDS, reason="concurrency cap")
-                logger.info("job %s deferred: concurrency cap", job_id, extra={"job_id": job_id, "state": "queued"})
+                metrics.job_deferred(started.tenant_id, "concurrency")
+                logger.info("job %s deferred: concurrency cap", job_id,
+                            extra={"job_id": job_id, "tenant_id": started.tenant_id, "state": "queued"})
                 raise SkipMessage()
         except SkipMessage:
             raise
@@ -108,6 +111,9 @@ class Gate(Middleware):
             logger.exception("gate failed for job %s; left for re-dispatch", job_id)
             raise SkipMessage() from None
         self._local.started = started
+        if started.attempt == 1 and started.enqueued_at is not None:
+            metrics.job_started(started.tenant_id, started.kind, (utcnow() - started.enqueued_at).total_seconds())
+        logs.bind(job_id=job_id, tenant_id=started.tenant_id)  # the job's own log lines carry both
         set_current_job(JobContext(
             job_id=job_id, tenant_id=started.tenant_id, kind=started.kind, payload=started.payload,
             attempt=started.attempt, max_retries=started.max_retries, reporter=self.store,
@@ -117,9 +123,13 @@ class Gate(Middleware):
 
     def _turn_away(self, job_id: int) -> None:
         reason = self.store.why_not_started(job_id)
+        extra = {"job_id": job_id}
         if reason == "paused":
-            self.store.defer(job_id, seconds=DEFER_SECONDS, reason="tenant paused")
-        logger.info("job %s not run: %s", job_id, reason, extra={"job_id": job_id})
+            tenant_id = self.store.defer(job_id, seconds=DEFER_SECONDS, reason="tenant paused")
+            if tenant_id is not None:
+                metrics.job_deferred(tenant_id, "paused")
+                extra.update(tenant_id=tenant_id, state="queued")
+        logger.info("job %s not run: %s", job_id, reason, extra=extra)
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         """Called after a message is processed: records the job's outcome, run time and usage."""
@@ -148,11 +158,14 @@ class Gate(Middleware):
             finishes.submit(Outcome(started, state, run_seconds, error, job.result, not_before))
         except Exception:
             logger.exception("could not record the outcome of job %s; left for re-dispatch", job.job_id)
+            logs.bind(job_id=None, tenant_id=None)
             return
+        metrics.job_finished(job.tenant_id, job.kind, state, run_seconds)
         logger.info("job %s %s", job.job_id, state, extra={
-            "job_id": job.job_id, "tenant_id": job.tenant_id, "state": state,
+            "job_id": job.job_id, "tenant_id": job.tenant_id, "kind": job.kind, "state": state,
             "run_seconds": round(run_seconds, 4),
         })
+        logs.bind(job_id=None, tenant_id=None)
 
     def after_skip_message(self, broker, message) -> None:
         """Called for skipped messages too: a job admitted and then skipped goes back to the queue."""
@@ -161,6 +174,7 @@ class Gate(Middleware):
             return
         set_current_job(None)
         self._local.started = None
+        logs.bind(job_id=None, tenant_id=None)
         self.store.defer(job.job_id, seconds=0, reason="skipped")
 
     def _plan(self, tenant_id: str) -> str:

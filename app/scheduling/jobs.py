@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app import metrics
+from app.db import AFTER_COMMIT, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.quota import quotas
 from app.quota.plans import plan_for
@@ -108,8 +109,15 @@ def enqueue(
         return existing, False
     add_usage(session.connection(), tenant_id=tenant_id, kind=kind, day=job.enqueued_at.date(), jobs=1)
     signals.announce(session, tenant_id)
-    logger.info("job %s queued", job.id, extra={"job_id": job.id, "kind": kind, "state": "queued"})
+    _count_on_commit(session, tenant_id, kind, 1)
+    logger.info("job %s queued", job.id,
+                extra={"job_id": job.id, "tenant_id": tenant_id, "kind": kind, "state": "queued"})
     return job, True
+
+
+def _count_on_commit(session: Session, tenant_id: str, kind: str, count: int) -> None:
+    """Count the jobs in the metrics once (and only if) the caller's transaction commits."""
+    session.info.setdefault(AFTER_COMMIT, []).append(lambda: metrics.job_enqueued(tenant_id, kind, count))
 
 
 def require_api_kind(kind: str) -> None:
@@ -166,6 +174,7 @@ def enqueue_many(
     session.execute(sa.insert(Job), rows)
     add_usage(session.connection(), tenant_id=tenant_id, kind=kind, day=now.date(), jobs=len(rows))
     signals.announce(session, tenant_id)
+    _count_on_commit(session, tenant_id, kind, len(rows))
     logger.info("%d %s jobs queued", len(rows), kind, extra={"kind": kind, "state": "queued"})
     return len(rows)
 

@@ -44,6 +44,7 @@ class Started:
     payload: dict[str, Any]
     attempt: int
     max_retries: int
+    enqueued_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Store:
             rows = connection.execution_options(isolation_level="AUTOCOMMIT").execute(
                 _START_MANY, {"ids": ids, "redelivered": redelivered, "now": utcnow()}
             ).all()
-        started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5]) for row in rows}
+        started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5], row[6]) for row in rows}
         return [started.get(job_id) for job_id in ids]
 
     def finish_many(self, outcomes: Sequence[Outcome]) -> list[None]:
@@ -183,8 +184,12 @@ class Store:
                 .where(jobs.c.tenant_id == tenant_id, jobs.c.kind == kind, jobs.c.state == "running")
             )
 
-    def defer(self, job_id: int, *, seconds: float, reason: str) -> None:
-        """Put a job back in the queue for later, without using an attempt or a retry."""
+    def defer(self, job_id: int, *, seconds: float, reason: str) -> str | None:
+        """Put a job back in the queue for later, without using an attempt or a retry.
+
+        Returns:
+          The job's tenant, or ``None`` if the job was not waiting or running.
+        """
         not_before = utcnow() + timedelta(seconds=seconds)
         with self.db.system() as connection:
             tenant_id = connection.execute(
@@ -200,6 +205,7 @@ class Store:
             ).scalar()
             if tenant_id is not None:
                 signals.ended(connection, [(job_id, 0.0)])
+        return tenant_id
 
     def progress(self, job_id: int, done: int, total: int | None, message: str | None) -> None:
         with self.db.system() as connection:
@@ -286,6 +292,8 @@ class Store:
                     if done is not None:
                         requeued.append(job_id)
                         signals.announce(connection, done)
+                        logger.info("job %s queued again: lease expired while %s", job_id, state,
+                                    extra={"job_id": job_id, "tenant_id": done, "state": "queued"})
         if requeued:
             logger.warning("re-dispatching %d jobs whose lease expired: %s", len(requeued), requeued[:20])
         return requeued
@@ -341,7 +349,8 @@ _START_MANY = (
         ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery(),
     )
     .values(state="running", started_at=sa.bindparam("now"), attempts=jobs.c.attempts + 1, last_error=None)
-    .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries)
+    .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries,
+               jobs.c.enqueued_at)
 )
 
 _FINISH = (

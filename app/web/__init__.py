@@ -48,7 +48,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 def page_for(identity) -> str:
     """Where a user lands after logging in."""
-    return url_for("web.tenants" if identity.is_operator else "web.jobs")
+    return url_for("web.fair_share" if identity.is_operator else "web.jobs")
 
 
 def _safe_next(target: str | None) -> str | None:

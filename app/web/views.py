@@ -1,7 +1,7 @@
 """The dashboard's pages. Each view parses a form or query, calls a service, renders a template."""
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from http import HTTPStatus
 from decimal import Decimal, InvalidOperation
 
@@ -19,10 +19,14 @@ from app.errors import ServiceError
 from app.ingest import rejects, service as ingest_service, transactions
 from app.ingest.models import LEDGERS
 from app.ingest.sources import installed_sources
-from app.scheduling import dlq, jobs as job_service
+from app.db import get_db, utcnow
+from app.quota import quotas, usage
+from app.quota.plans import plan_for
+from app.scheduling import dlq, jobs as job_service, stats
 from app.scheduling.models import STATES as JOB_STATES
 from app.tenancy import service as tenancy
 from app.tenancy.identity import Identity, current_identity, request_session
+from app.tenancy.scoping import system_session
 from app.tenancy.tokens import expires_at
 from app.web import bp, check_form_csrf, csrf_field_value, form_csrf, login_required, page_for, _safe_next
 
@@ -248,7 +252,49 @@ def transactions_page():
                        ledgers=LEDGERS, more=_older("web.transactions_page", rows))
 
 
+# -- usage ----------------------------------------------------------------------------------
+
+
+def _usage_query() -> tuple[date, date, str]:
+    """The report's range and granularity from the query (default: the last 30 days, by day)."""
+    args = request.args
+    end = date.fromisoformat(args["to"]) if args.get("to") else utcnow().date()
+    start = date.fromisoformat(args["from"]) if args.get("from") else end - timedelta(days=30)
+    granularity = args.get("granularity") or "day"
+    usage.check_range(start, end, granularity)
+    return start, end, granularity
+
+
+def _usage_page(template: str, session, **context):
+    try:
+        start, end, granularity = _usage_query()
+    except ValueError:
+        return render_page(template, items=[], error="Dates are YYYY-MM-DD.", args=request.args, **context), 400
+    items = usage.report(session, start=start, end=end, granularity=granularity)
+    if request.args.get("format") == "csv":
+        return Response(usage.to_csv(items), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="usage-{start}-{end}.csv"'})
+    return render_page(template, items=items, args=request.args, start=start, end=end,
+                       granularity=granularity, **context)
+
+
+@bp.get("/usage")
+@login_required(*TENANT_USERS)
+def own_usage():
+    identity, session = current_identity(), request_session()
+    plan = plan_for(_settings(), tenancy.get_tenant(identity.tenant_id).plan)
+    return _usage_page("usage.html", session, title="Usage", quotas=quotas.standing(session, plan))
+
+
 # -- operators ------------------------------------------------------------------------------
+
+
+@bp.get("/admin/usage")
+@login_required(*OPERATORS)
+def all_usage():
+    with system_session() as session:
+        return _usage_page("usage.html", session, title="Usage of every tenant", quotas=None)
+
 
 
 @bp.get("/admin/tenants")
@@ -275,6 +321,18 @@ def update_tenant(tenant_id: str):
         return render_page("tenants.html", title="Tenants", tenants=tenancy.list_tenants(),
                            error=exc.detail), exc.status
     return redirect(url_for("web.tenants"))
+
+
+#: The window the fair-share page measures worker time over.
+SHARE_WINDOW = timedelta(minutes=5)
+
+
+@bp.get("/admin/fair-share")
+@login_required(*OPERATORS)
+def fair_share():
+    part = request.args.get("part") == "live"
+    return render_page("_fair_share.html" if part else "fair_share.html", title="Fair share",
+                       tenants=stats.fair_share(get_db(), window=SHARE_WINDOW), window=SHARE_WINDOW)
 
 
 def _dead_filter() -> dlq.DeadFilter:

@@ -1,7 +1,7 @@
 """ingest: the files ingest jobs read to their end
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-25
 
 ``ingest_files`` records each file an ingest job read completely: its path, the object
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
