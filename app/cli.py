@@ -134,11 +134,12 @@ def plugins() -> None:
 
 
 def _subsystem_commands() -> list[click.Command]:
+    from app.campaigns.cli import COMMANDS as campaigns
     from app.ingest.cli import COMMANDS as ingest
     from app.scheduling.cli import COMMANDS as scheduling
     from app.tenancy.cli import COMMANDS as tenancy
 
-    return [*tenancy, *scheduling, *ingest]
+    return [*tenancy, *scheduling, *ingest, *campaigns]
 
 
 for _command in _subsystem_commands():

@@ -1,5 +1,5 @@
 """Every model, imported so that ``Base.metadata`` knows every table (Alembic reads it)."""
-from app.campaigns.models import Campaign, CampaignJob
+from app.campaigns.models import Campaign, CampaignJob, WebhookSettings
 from app.db import Base
 from app.ingest.models import FintechTransaction, IngestRowError
 from app.quota.models import UsageDaily
@@ -8,4 +8,4 @@ from app.scheduling.models import Job
 from app.scheduling.periodic import PeriodicRun
 from app.tenancy.models import RevokedToken, Tenant, User
 
-__all__ = ["Base", "Campaign", "CampaignJob", "FintechTransaction", "IngestRowError", "Job", "PeriodicRun", "Reconciliation", "RevokedToken", "Tenant", "UsageDaily", "User"]
+__all__ = ["Base", "Campaign", "CampaignJob", "FintechTransaction", "IngestRowError", "Job", "PeriodicRun", "Reconciliation", "RevokedToken", "Tenant", "UsageDaily", "User", "WebhookSettings"]

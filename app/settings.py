@@ -182,6 +182,13 @@ class Settings(BaseSettings):
     ingest_timezone: str = Field(
         "Asia/Kolkata", description="IANA time zone of local times in ingested files (stored in UTC)."
     )
+    campaign_chunk_size: int = Field(
+        1000, ge=1, le=50_000,
+        description="Recipients a campaign fans out per transaction (delivery jobs written at once).",
+    )
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Seconds a webhook delivery may take to connect, and again to answer."
+    )
     plans: dict[str, PlanSpec] = Field(
         default_factory=dict,
         description=(

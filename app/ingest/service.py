@@ -4,10 +4,8 @@ The API, the job kind and any CLI call these functions; views never hold this lo
 """
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
@@ -26,17 +24,13 @@ from app.scheduling import jobs
 from app.scheduling.kinds import JobFailed
 from app.scheduling.models import Job
 from app.settings import Settings
-from app.storage import ObjectNotFound, make_store
+from app.storage import READ_BUFFER, ObjectNotFound, make_store, opened
 from app.tenancy.scoping import session_tenant
 from app.tenancy.service import get_tenant
 
 __all__ = ["IngestFailed", "upload", "enqueue_ingest", "ingest_file", "READ_BUFFER"]
 
 logger = logging.getLogger(__name__)
-
-#: Bytes read from the object store at a time.
-READ_BUFFER = 1024 * 1024
-
 
 class IngestFailed(JobFailed):
     """The file cannot be ingested (missing, unreadable, no valid rows): one clear reason."""
@@ -124,7 +118,7 @@ def ingest_file(
     target = Target(tenant_id=tenant_id, ledger=ledger, source=source.upper()[:32], job_id=job_id)
     context = ParseContext(timezone=settings.ingest_timezone, ledger=ledger)
     try:
-        with _opened(settings, key) as stream:
+        with opened(settings, key) as stream:
             items = parse(stream, context)
             try:
                 counts = load(get_db(settings), target, items,
@@ -140,34 +134,6 @@ def ingest_file(
     logger.info("ingested %s: %s", s3_path, counts.as_result(),
                 extra={"job_id": job_id, "tenant_id": tenant_id})
     return counts
-
-
-@contextmanager
-def _opened(settings: Settings, key: str) -> Iterator[BinaryIO]:
-    """The object as a buffered binary stream, read as it is consumed; closed afterwards."""
-    body = make_store(settings).open(key)
-    try:
-        if isinstance(body, io.BufferedIOBase):
-            yield body  # a local file
-        else:
-            yield io.BufferedReader(_Raw(body), READ_BUFFER)  # type: ignore[arg-type]
-    finally:
-        body.close()
-
-
-class _Raw(io.RawIOBase):
-    """An S3 body as a raw stream, so that reads come in large buffered pieces."""
-
-    def __init__(self, body) -> None:
-        self.body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 class _Prepended:
