@@ -39,7 +39,7 @@ class Campaign(TenantScoped, Base):
     #: the message template, ``{field}``-style over the audience row
     message: Mapped[str | None] = mapped_column(sa.Text)
     #: ``None`` (one delivery), ``{"recipients": [...]}`` or ``{"s3_path": "..."}``
-    audience: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    audience: Mapped[dict[str, Any] | None] = mapped_column(JSONType, deferred=True)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: a cron expression for a recurring campaign
     schedule: Mapped[str | None] = mapped_column(sa.String(120))

@@ -198,11 +198,13 @@ def fail_run(job: JobContext, error: str) -> None:
 
 
 def _complete(session, campaign_id: int, run: int) -> None:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is not None and campaign.run == run and campaign.status == "running":
-        campaign.status = "scheduled" if campaign.schedule else "completed"
-        campaign.finished_at = utcnow()
-        logger.info("campaign %s run %s completed", campaign_id, run, extra={"tenant_id": campaign.tenant_id})
+    done = session.execute(
+        sa.update(Campaign).where(Campaign.id == campaign_id, Campaign.run == run, Campaign.status == "running")
+        .values(status=sa.case((Campaign.schedule.is_(None), "completed"), else_="scheduled"), finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if done:
+        logger.info("campaign %s run %s completed", campaign_id, run)
 
 
 def delivery(job: JobContext) -> tuple[Delivery, str] | None:
@@ -210,16 +212,18 @@ def delivery(job: JobContext) -> tuple[Delivery, str] | None:
     cancelled (the message must not go out)."""
     campaign_id = _campaign_id(job)
     payload = job.payload
-    with tenant_session(job.tenant_id) as session:
-        campaign = session.get(Campaign, campaign_id)
-        if campaign is None or campaign.status == "cancelled":
-            return None
-        run, recipient, data = int(payload.get("run", 1)), int(payload.get("recipient", 0)), payload.get("row") or {}
-        return Delivery(
-            tenant_id=job.tenant_id, campaign_id=campaign_id, campaign_name=campaign.name, run=run,
-            recipient=recipient, data=data, message=render(campaign.message or campaign.name, data),
-            delivery_id=f"{campaign_id}:{run}:{recipient}", attempt=job.attempt,
-        ), campaign.channel
+    with tenant_session(job.tenant_id) as session:  # a few columns: never the (large) audience
+        campaign = session.execute(
+            sa.select(Campaign.status, Campaign.name, Campaign.message, Campaign.channel).where(Campaign.id == campaign_id)
+        ).first()
+    if campaign is None or campaign.status == "cancelled":
+        return None
+    run, recipient, data = int(payload.get("run", 1)), int(payload.get("recipient", 0)), payload.get("row") or {}
+    return Delivery(
+        tenant_id=job.tenant_id, campaign_id=campaign_id, campaign_name=campaign.name, run=run,
+        recipient=recipient, data=data, message=render(campaign.message or campaign.name, data),
+        delivery_id=f"{campaign_id}:{run}:{recipient}", attempt=job.attempt,
+    ), campaign.channel
 
 
 def record(job: JobContext, sent: Delivery, status: str, *, error: str | None = None,
