@@ -291,21 +291,23 @@ def sources(manager: pluggy.PluginManager) -> dict[str, Source]:
     return by_name
 
 
+def _by_name(manager: pluggy.PluginManager, hook_name: str, what: str) -> dict:
+    """The items a registration hook returns, by name; a name claimed twice is an error."""
+    by_name: dict = {}
+    for item in _collect(manager, hook_name):
+        if item.name in by_name:
+            raise ValueError(f"{what} {item.name!r} is registered by both {by_name[item.name].plugin} and {item.plugin}")
+        by_name[item.name] = item
+    return by_name
+
+
 def channels(manager: pluggy.PluginManager) -> dict[str, Channel]:
     """Every installed campaign channel by name.
 
     Raises:
       ValueError: two plugins claim the same name.
     """
-    by_name: dict[str, Channel] = {}
-    for channel in _collect(manager, "fairq_register_channels"):
-        if channel.name in by_name:
-            raise ValueError(
-                f"channel {channel.name!r} is registered by both "
-                f"{by_name[channel.name].plugin} and {channel.plugin}"
-            )
-        by_name[channel.name] = channel
-    return by_name
+    return _by_name(manager, "fairq_register_channels", "channel")
 
 
 def job_kinds(manager: pluggy.PluginManager) -> dict[str, JobKindSpec]:
@@ -314,12 +316,7 @@ def job_kinds(manager: pluggy.PluginManager) -> dict[str, JobKindSpec]:
     Raises:
       ValueError: two plugins claim the same name.
     """
-    by_name: dict[str, JobKindSpec] = {}
-    for kind in _collect(manager, "fairq_register_job_kinds"):
-        if kind.name in by_name:
-            raise ValueError(f"job kind {kind.name!r} is registered by both {by_name[kind.name].plugin} and {kind.plugin}")
-        by_name[kind.name] = kind
-    return by_name
+    return _by_name(manager, "fairq_register_job_kinds", "job kind")
 
 
 # The public API plugins are handed (imported last: these modules need the types above).

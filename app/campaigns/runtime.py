@@ -212,10 +212,8 @@ def delivery(job: JobContext) -> tuple[Delivery, str] | None:
     cancelled (the message must not go out)."""
     campaign_id = _campaign_id(job)
     payload = job.payload
-    with tenant_session(job.tenant_id) as session:  # a few columns: never the (large) audience
-        campaign = session.execute(
-            sa.select(Campaign.status, Campaign.name, Campaign.message, Campaign.channel).where(Campaign.id == campaign_id)
-        ).first()
+    with tenant_session(job.tenant_id) as session:
+        campaign = session.execute(_FOR_DELIVERY, {"campaign_id": campaign_id}).first()
     if campaign is None or campaign.status == "cancelled":
         return None
     run, recipient, data = int(payload.get("run", 1)), int(payload.get("recipient", 0)), payload.get("row") or {}
@@ -246,25 +244,35 @@ def record(job: JobContext, sent: Delivery, status: str, *, error: str | None = 
         if not written:
             return False
         if status in FINAL:
-            finals = session.scalar(
-                sa.select(sa.func.count()).select_from(CampaignJob).where(
-                    CampaignJob.campaign_id == sent.campaign_id, CampaignJob.run == sent.run,
-                    CampaignJob.recipient == sent.recipient, CampaignJob.status.in_(FINAL),
-                )
-            )
-            if finals == 1:
-                _delivery_done(session, sent.campaign_id, sent.run)
+            row = session.execute(_DELIVERY_DONE, {"b_campaign": sent.campaign_id, "b_run": sent.run,
+                                                   "b_recipient": sent.recipient}).first()
+            if row is not None and row[0] <= 0 and row[1]:
+                _complete(session, sent.campaign_id, sent.run)
     return True
 
 
-def _delivery_done(session, campaign_id: int, run: int) -> None:
-    row = session.execute(
-        sa.update(Campaign).where(Campaign.id == campaign_id, Campaign.run == run, Campaign.status == "running")
-        .values(remaining=Campaign.remaining - 1)
-        .returning(Campaign.remaining, Campaign.fanout_done).execution_options(synchronize_session=False)
-    ).first()
-    if row is not None and row[0] <= 0 and row[1]:
-        _complete(session, campaign_id, run)
+# -- the statements of every delivery, built once ----------------------------------------------
+
+_FOR_DELIVERY = (  # a few columns: never the (large) audience
+    sa.select(Campaign.status, Campaign.name, Campaign.message, Campaign.channel)
+    .where(Campaign.id == sa.bindparam("campaign_id"))
+)
+
+#: The delivery's first final outcome (the row just written is the only one) counts it done.
+_DELIVERY_DONE = (
+    sa.update(Campaign)
+    .where(
+        Campaign.id == sa.bindparam("b_campaign"), Campaign.run == sa.bindparam("b_run"),
+        Campaign.status == "running",
+        sa.select(sa.func.count()).select_from(CampaignJob).where(
+            CampaignJob.campaign_id == sa.bindparam("b_campaign"), CampaignJob.run == sa.bindparam("b_run"),
+            CampaignJob.recipient == sa.bindparam("b_recipient"), CampaignJob.status.in_(FINAL),
+        ).scalar_subquery() == 1,
+    )
+    .values(remaining=Campaign.remaining - 1)
+    .returning(Campaign.remaining, Campaign.fanout_done)
+    .execution_options(synchronize_session=False)
+)
 
 
 _INSERTS: dict[tuple[str, str], sa.Executable] = {}
