@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,45 +44,20 @@ ENV = {
 os.environ.update(ENV)
 sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
-
 import app.tasks  # noqa: E402,F401  (the broker and the job kinds)
+from bench.support import empty, migrated_environment, stop  # noqa: E402
+from bench.support import query as q  # noqa: E402
+from bench.support import start_worker as start  # noqa: E402
 
 THREADS = 8
 
 
-def setup() -> None:
-    from bench.support import fresh_environment
-
-    fresh_environment(database=DB, vhost=VHOST)
-    from app import migrate
-    from app.settings import get_settings
-
-    migrate.prepare(get_settings())
-
-
 def reset() -> None:
     """Empty every table fairq writes, the queues and the Redis db; tenants A and B again."""
-    import pika
-    import redis
-
-    from app.db import get_owner_db
     from app.tenancy import service
 
-    with get_owner_db().engine.begin() as connection:
-        connection.execute(sa.text("TRUNCATE campaign_jobs, campaigns, webhook_settings, jobs, usage_daily, users, "
-                                   "tenants RESTART IDENTITY CASCADE"))
-        connection.execute(sa.text("INSERT INTO tenants (id, name, weight, plan, paused, created_at) "
-                                   "VALUES ('_platform', 'ops', 1, 'default', false, now())"))
-    redis.Redis.from_url(ENV["FAIRQ_REDIS_URL"]).flushdb()
-    connection = pika.BlockingConnection(pika.URLParameters(ENV["FAIRQ_BROKER_URL"]))
-    channel = connection.channel()
-    for queue in ("fairq.jobs", "fairq.jobs.DQ", "fairq.jobs.XQ"):
-        try:
-            channel.queue_purge(queue)
-        except Exception:
-            channel = connection.channel()
-    connection.close()
+    empty("campaign_jobs, campaigns, webhook_settings, jobs, usage_daily, users, tenants",
+          queues=("fairq.jobs", "fairq.jobs.DQ", "fairq.jobs.XQ"))
     for tenant in ("tenant-a", "tenant-b"):
         service.create_tenant(tenant)
 
@@ -114,13 +88,6 @@ def small(tenant_id: str = "tenant-b", name: str = "small") -> int:
     return create(tenant_id, name, recipients=[{"name": f"B{i}"} for i in range(10)])
 
 
-def q(sql: str, **params):
-    from app.db import get_owner_db
-
-    with get_owner_db().engine.connect() as connection:
-        return connection.execute(sa.text(sql), params).all()
-
-
 def completion(campaign_id: int, timeout: float = 1800) -> float:
     """Seconds from the campaign's creation to its completion (waits for it)."""
     deadline = time.monotonic() + timeout
@@ -145,18 +112,7 @@ def rate(campaign_id: int) -> float:
 
 
 def start_worker() -> subprocess.Popen:
-    return subprocess.Popen(["dramatiq", "app.tasks", "--processes", "1", "--threads", str(THREADS)],
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    return start(threads=THREADS)
 
 
 def main() -> None:
@@ -164,7 +120,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000, help="A's audience (default 100,000)")
     parser.add_argument("--idle-runs", type=int, default=5, help="runs of B alone (default 5)")
     args = parser.parse_args()
-    setup()
+    migrated_environment(database=DB, vhost=VHOST)
 
     print(f"campaigns benchmark: A {args.recipients:,} recipients, B 10; 1 worker x {THREADS} threads")
     reset()

@@ -195,6 +195,10 @@ def test_the_secret_is_shown_once_then_only_its_last_characters(client, monkeypa
     assert client.get("/settings/webhook", headers=b.headers).get_json() == {
         "url": None, "secret_hint": None, "allowed_hosts": [], "configured": False}
     assert client.post("/settings/webhook/secret", headers=b.headers).status_code == 400
+    fake_dns(monkeypatch, {"hooks.example.com": "93.184.215.14", "globex.example.com": "93.184.215.15"})
+    own = client.put("/settings/webhook", json={"url": "https://globex.example.com/in"}, headers=b.headers).get_json()
+    assert own["secret"] != rotated["secret"]
+    assert client.get("/settings/webhook", headers=a.headers).get_json()["url"] == "https://hooks.example.com/v2"
 
 
 def test_only_admins_set_the_webhook(client, monkeypatch):

@@ -339,3 +339,47 @@ def test_a_backlog_survives_its_workers(client, real_settings, db):
         rows = log_rows(campaign["id"])
         assert sorted(r.recipient for r in rows if r.status == "success") == list(range(40))
         assert shown(client, a if campaign["tenant_id"] == "acme" else b, campaign["id"])["counts"]["delivered"] == 40
+
+
+@pytest.fixture
+def slow_plan(fast_retries):  # noqa: F811
+    """A plan that lets a tenant deliver 10 campaign messages a second (burst 1)."""
+    from app.settings import Settings, use_settings
+
+    settings = Settings.load(**{**fast_retries.model_dump(),
+                                "plans": {"slow": {"kinds": {"campaign.deliver": {"rate": 10, "burst": 1}}}}})
+    use_settings(settings)
+    return settings
+
+
+def test_the_plan_rate_limits_deliveries(client, slow_plan, worker):  # noqa: F811
+    import time
+
+    from app.tenancy import service as tenancy
+
+    a = sign_up(client, "acme")
+    tenancy.update_tenant("acme", tenancy.TenantChanges(plan="slow"))
+    time.sleep(2.5)  # the dispatcher re-reads plans every 2 s
+    campaign = create(client, a, recipients=[{"n": i} for i in range(11)])
+    finished(client, a, campaign["id"])
+    times = sorted(r.processed_at for r in log_rows(campaign["id"]))
+    # 11 deliveries at 10 a second: the last one at least a second after the first (less a little slack)
+    assert (times[-1] - times[0]).total_seconds() >= 0.8
+
+
+def test_a_tick_over_the_quota_skips_its_occurrence(client, real_settings):
+    from app.settings import Settings, use_settings
+    from app.tenancy import service as tenancy
+
+    a = sign_up(client, "acme")
+    campaign = create(client, a, schedule="0 * * * *")
+    tenancy.update_tenant("acme", tenancy.TenantChanges(plan="none"))
+    use_settings(Settings.load(**{**real_settings.model_dump(), "plans": {"none": {"jobs_per_day": 0}}}))
+    with system_session() as session:
+        due = session.get(Campaign, campaign["id"]).next_run_at
+    assert schedule.enqueue_due_runs(due + timedelta(seconds=1)) == 0
+    with system_session() as session:
+        skipped = session.get(Campaign, campaign["id"])
+        runs = session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.kind == "campaign.run"))
+    assert "skipped" in skipped.last_error and "jobs_per_day" in skipped.last_error
+    assert skipped.next_run_at > due and runs == 1  # the next occurrence will come; only the creation's run

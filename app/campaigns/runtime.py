@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,9 +72,9 @@ class WebhookTarget:
     """Where the tenant's webhook posts, how it signs, and what it may reach."""
 
     url: str
-    secret: str
-    allowed_hosts: list[str]
-    timeout: float
+    secret: str = field(repr=False)  # never in a log line or a traceback
+    allowed_hosts: list[str] = field(default_factory=list)
+    timeout: float = 5.0
 
 
 def _campaign_id(job: JobContext) -> int:

@@ -17,7 +17,7 @@ from periodiq import cron
 import app.broker  # noqa: F401  (the broker is set before any actor is declared)
 from app.campaigns.models import Campaign
 from app.db import utcnow
-from app.errors import Invalid
+from app.errors import Invalid, ServiceError
 from app.scheduling import jobs
 from app.settings import Settings, get_settings
 from app.tenancy.scoping import system_session, tenant_session
@@ -96,7 +96,12 @@ def enqueue_due_runs(now: datetime | None = None) -> int:
                 logger.warning("campaign %s: occurrence %s skipped (%s)", campaign_id, occurrence, campaign.status,
                                extra={"tenant_id": tenant_id})
                 continue
-            job, created = enqueue_run(session, get_settings(), campaign, at=None, occurrence=occurrence)
+            try:
+                job, created = enqueue_run(session, get_settings(), campaign, at=None, occurrence=occurrence)
+            except ServiceError as exc:  # over a quota: this occurrence is skipped, the next one comes
+                campaign.last_error = f"occurrence {occurrence.isoformat()} skipped: {exc.detail}"
+                logger.warning("campaign %s: %s", campaign_id, campaign.last_error, extra={"tenant_id": tenant_id})
+                continue
             if created:
                 campaign.status = "pending"
                 queued += 1
