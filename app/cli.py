@@ -134,12 +134,13 @@ def plugins() -> None:
 
 
 def _subsystem_commands() -> list[click.Command]:
+    from app.campaigns.cli import COMMANDS as campaigns
     from app.ingest.cli import COMMANDS as ingest
     from app.quota.cli import COMMANDS as quota
     from app.scheduling.cli import COMMANDS as scheduling
     from app.tenancy.cli import COMMANDS as tenancy
 
-    return [*tenancy, *scheduling, *ingest, *quota]
+    return [*tenancy, *scheduling, *ingest, *quota, *campaigns]
 
 
 for _command in _subsystem_commands():

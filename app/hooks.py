@@ -27,6 +27,13 @@ __all__ = [
     "hookspec",
     "Source",
     "Channel",
+    "Delivery",
+    "DeliveryError",
+    "JobKindSpec",
+    "JobContext",
+    "JobCancelled",
+    "JobFailed",
+    "campaigns",
     "Transaction",
     "RowError",
     "ParseContext",
@@ -37,6 +44,7 @@ __all__ = [
     "get_plugin_manager",
     "sources",
     "channels",
+    "job_kinds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -137,16 +145,73 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One message of one campaign run to one recipient, as a channel is handed it.
+
+    Parameters:
+      tenant_id, campaign_id, campaign_name: whose campaign.
+      run: the campaign's run (a recurring campaign runs many times).
+      recipient: the recipient's position in the audience (0 with no audience).
+      data: the recipient's audience row (empty with no audience).
+      message: the campaign's template rendered with ``data``.
+      delivery_id: ``<campaign>:<run>:<recipient>``, the same on every attempt (receivers dedupe on it).
+      attempt: 1 for the first attempt.
+    """
+
+    tenant_id: str
+    campaign_id: int
+    campaign_name: str
+    run: int
+    recipient: int
+    data: Mapping[str, object]
+    message: str
+    delivery_id: str
+    attempt: int = 1
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver. ``retryable``: trying again later may help (a timeout, a 5xx);
+    otherwise the delivery fails at once and goes to the dead-letter queue."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
 class Channel:
     """A way to deliver a campaign message.
 
     Parameters:
       name: the name campaigns give as ``"channel"``, e.g. ``log``.
       description: one line for ``fairq plugins``.
+      deliver: ``deliver(delivery) -> dict | None`` sends one message; what it returns is kept in
+        the processing log. Raises :class:`DeliveryError`.
+      needs_webhook: campaigns on it need the tenant's webhook settings.
     """
 
     name: str
     description: str = ""
+    deliver: Callable[[Delivery], dict | None] | None = field(default=None, compare=False)
+    needs_webhook: bool = False
+    plugin: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class JobKindSpec:
+    """A job kind a plugin runs (the core declares it as a Dramatiq actor behind the gate).
+
+    Parameters:
+      name: the kind, e.g. ``campaign.deliver``.
+      run: ``run(job: JobContext) -> dict | None``; a result's ``messages`` is metered.
+      max_retries, time_limit, cost_estimate: as ``app.scheduling.kinds.job_kind``.
+    """
+
+    name: str
+    run: Callable[..., dict | None] = field(compare=False)
+    max_retries: int = 3
+    time_limit: float = 600.0
+    cost_estimate: float = 0.05
     plugin: str = field(default="", compare=False)
 
 
@@ -168,6 +233,15 @@ class FairqSpecs:
 
         Returns:
           A list of :class:`Channel` this plugin delivers through.
+        """
+
+    @hookspec
+    def fairq_register_job_kinds(self) -> list[JobKindSpec]:
+        """Called once when the workers' job kinds are declared (``app.tasks`` is imported).
+
+        Returns:
+          A list of :class:`JobKindSpec` this plugin runs. Names must be unique across
+          plugins and fairq's own kinds.
         """
 
 
@@ -217,24 +291,38 @@ def sources(manager: pluggy.PluginManager) -> dict[str, Source]:
     return by_name
 
 
+def _by_name(manager: pluggy.PluginManager, hook_name: str, what: str) -> dict:
+    """The items a registration hook returns, by name; a name claimed twice is an error."""
+    by_name: dict = {}
+    for item in _collect(manager, hook_name):
+        if item.name in by_name:
+            raise ValueError(f"{what} {item.name!r} is registered by both {by_name[item.name].plugin} and {item.plugin}")
+        by_name[item.name] = item
+    return by_name
+
+
 def channels(manager: pluggy.PluginManager) -> dict[str, Channel]:
     """Every installed campaign channel by name.
 
     Raises:
       ValueError: two plugins claim the same name.
     """
-    by_name: dict[str, Channel] = {}
-    for channel in _collect(manager, "fairq_register_channels"):
-        if channel.name in by_name:
-            raise ValueError(
-                f"channel {channel.name!r} is registered by both "
-                f"{by_name[channel.name].plugin} and {channel.plugin}"
-            )
-        by_name[channel.name] = channel
-    return by_name
+    return _by_name(manager, "fairq_register_channels", "channel")
 
 
+def job_kinds(manager: pluggy.PluginManager) -> dict[str, JobKindSpec]:
+    """Every job kind plugins run, by name.
+
+    Raises:
+      ValueError: two plugins claim the same name.
+    """
+    return _by_name(manager, "fairq_register_job_kinds", "job kind")
+
+
+# The public API plugins are handed (imported last: these modules need the types above).
+from app.campaigns import runtime as campaigns  # noqa: E402
 from app.ingest import toolkit  # noqa: E402
+from app.scheduling.kinds import JobCancelled, JobContext, JobFailed  # noqa: E402
 
 
 def parse_table(

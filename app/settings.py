@@ -214,6 +214,13 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="If set, `/metrics` on the API answers only requests with `Authorization: Bearer <token>`."
     )
+    campaign_chunk_size: int = Field(
+        1000, ge=1, le=50_000,
+        description="Recipients a campaign fans out per transaction (delivery jobs written at once).",
+    )
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Seconds a webhook delivery may take to connect, and again to answer."
+    )
     plans: dict[str, PlanSpec] = Field(
         default_factory=dict,
         description=(

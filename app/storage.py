@@ -6,18 +6,24 @@ could climb out of one.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
 from app.settings import Settings
 
-__all__ = ["ObjectStore", "LocalStore", "S3Store", "ObjectNotFound", "make_store", "check_key"]
+__all__ = ["ObjectStore", "LocalStore", "S3Store", "ObjectNotFound", "make_store", "check_key", "opened", "opened_version", "READ_BUFFER"]
 
 logger = logging.getLogger(__name__)
+
+#: Bytes read from the object store at a time.
+READ_BUFFER = 1024 * 1024
 
 
 class ObjectNotFound(LookupError):
@@ -237,3 +243,42 @@ def make_store(settings: Settings, *, timeout: float | None = None) -> ObjectSto
     if settings.s3_bucket:
         return S3Store.from_settings(settings, timeout=timeout)
     return LocalStore(settings.data_dir / "objects")
+
+
+@contextmanager
+def opened(settings: Settings, key: str) -> Iterator[BinaryIO]:
+    """The object as a buffered binary stream, read as it is consumed; closed afterwards.
+
+    Raises:
+      ObjectNotFound: no object under ``key``.
+    """
+    with opened_version(make_store(settings), key) as (stream, _version):
+        yield stream
+
+
+@contextmanager
+def opened_version(store: ObjectStore, key: str) -> Iterator[tuple[BinaryIO, str]]:
+    """:func:`opened`, and the version of the object the stream reads (see ``ObjectStore.version``)."""
+    body, version = store.open_version(key)
+    try:
+        if isinstance(body, io.BufferedIOBase):
+            yield body, version  # a local file
+        else:
+            yield io.BufferedReader(_Raw(body), READ_BUFFER), version  # type: ignore[arg-type]
+    finally:
+        body.close()
+
+
+class _Raw(io.RawIOBase):
+    """An S3 body as a raw stream, so that reads come in large buffered pieces."""
+
+    def __init__(self, body) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

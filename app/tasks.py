@@ -6,12 +6,16 @@ no Flask app and no request.
 """
 from app.broker import broker  # noqa: I001  (must stay first)
 
+import app.campaigns.schedule  # noqa: F401
 import app.ingest.job  # noqa: F401
 import app.quota.rollups  # noqa: F401
 import app.scheduling.builtin  # noqa: F401
 import app.scheduling.housekeeping  # noqa: F401
 from app.logs import adopt_cli_logging
 from app.settings import get_settings
+from app.scheduling.kinds import declare_plugin_kinds
+
+declare_plugin_kinds()  # the kinds plugins run (campaign execution, ...)
 
 __all__ = ["broker"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -37,9 +36,9 @@ ENV = {
 os.environ.update(ENV)
 sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
 
 import app.tasks  # noqa: E402,F401  (the broker and the job kinds)
+from bench.support import query as q, stop  # noqa: E402
 
 THREADS = 8
 SLEEP_MS = 2.0
@@ -50,35 +49,17 @@ SLEEP_MS = 2.0
 
 def setup() -> None:
     """The bench database (migrated), the RabbitMQ vhost, an empty Redis db."""
-    from bench.support import fresh_environment
+    from bench.support import migrated_environment
 
-    fresh_environment(database=DB, vhost=VHOST)
-    from app import migrate
-    from app.settings import get_settings
-
-    migrate.prepare(get_settings())
+    migrated_environment(database=DB, vhost=VHOST)
 
 
 def reset() -> None:
     """Empty the jobs, tenants and usage; purge the queues and the Redis db."""
-    import pika
-    import redis
+    from bench.support import empty
 
-    from app.db import get_owner_db
-
-    with get_owner_db().engine.begin() as connection:
-        connection.execute(sa.text("TRUNCATE jobs, usage_daily, users, tenants RESTART IDENTITY CASCADE"))
-        connection.execute(sa.text("INSERT INTO tenants (id, name, weight, plan, paused, created_at) "
-                                   "VALUES ('_platform', 'ops', 1, 'default', false, now())"))
-    redis.Redis.from_url(ENV["FAIRQ_REDIS_URL"]).flushdb()
-    connection = pika.BlockingConnection(pika.URLParameters(ENV["FAIRQ_BROKER_URL"]))
-    channel = connection.channel()
-    for queue in ("fairq.jobs", "fairq.jobs.DQ", "fairq.jobs.XQ", "bench.shared", "bench.shared.DQ"):
-        try:
-            channel.queue_purge(queue)
-        except Exception:
-            channel = connection.channel()
-    connection.close()
+    empty("jobs, usage_daily, users, tenants",
+          queues=("fairq.jobs", "fairq.jobs.DQ", "fairq.jobs.XQ", "bench.shared", "bench.shared.DQ"))
 
 
 def tenants(spec: dict[str, tuple[int, str]]) -> None:
@@ -102,27 +83,9 @@ def enqueue(tenant_id: str, n: int, *, sleep_ms: float = SLEEP_MS, priority: str
 
 
 def start_worker(module: str = "app.tasks", extra_env: dict | None = None) -> subprocess.Popen:
-    env = {**os.environ, **(extra_env or {})}
-    return subprocess.Popen(
-        ["dramatiq", module, "--processes", "1", "--threads", str(THREADS)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    from bench.support import start_worker as start
 
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def q(sql: str, **params):
-    from app.db import get_owner_db
-
-    with get_owner_db().engine.connect() as connection:
-        return connection.execute(sa.text(sql), params).all()
+    return start(threads=THREADS, module=module, extra_env=extra_env)
 
 
 def wait_done(condition_sql: str, timeout: float = 600, **params) -> None:

@@ -1,12 +1,17 @@
 """What every benchmark sets up: a database of its own, the application role, a RabbitMQ vhost."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+from pathlib import Path
 
 import sqlalchemy as sa
 
-__all__ = ["fresh_environment"]
+__all__ = ["fresh_environment", "migrated_environment", "empty", "start_worker", "stop", "query"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fresh_environment(*, database: str, vhost: str, app_role: str = "fairq_app") -> None:
@@ -29,3 +34,63 @@ def fresh_environment(*, database: str, vhost: str, app_role: str = "fairq_app")
     if ctl:
         subprocess.run([ctl, "add_vhost", vhost], capture_output=True)
         subprocess.run([ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], capture_output=True)
+
+
+def migrated_environment(*, database: str, vhost: str) -> None:
+    """:func:`fresh_environment`, then the database migrated (as the process's settings say)."""
+    fresh_environment(database=database, vhost=vhost)
+    from app import migrate
+    from app.settings import get_settings
+
+    migrate.prepare(get_settings())
+
+
+def empty(tables: str, *, queues: tuple[str, ...]) -> None:
+    """Truncate ``tables`` (the operators' tenant comes back), flush the Redis db, purge ``queues``."""
+    import pika
+    import redis
+
+    from app.db import get_owner_db
+    from app.settings import get_settings
+
+    with get_owner_db().engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.execute(sa.text("INSERT INTO tenants (id, name, weight, plan, paused, created_at) "
+                                   "VALUES ('_platform', 'ops', 1, 'default', false, now())"))
+    settings = get_settings()
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    channel = connection.channel()
+    for queue in queues:
+        try:
+            channel.queue_purge(queue)
+        except Exception:  # a queue not declared yet closes the channel
+            channel = connection.channel()
+    connection.close()
+
+
+def start_worker(*, threads: int, module: str = "app.tasks", extra_env: dict | None = None) -> subprocess.Popen:
+    """``dramatiq MODULE`` in one process of ``threads`` threads, in a session of its own."""
+    return subprocess.Popen(
+        ["dramatiq", module, "--processes", "1", "--threads", str(threads)],
+        cwd=ROOT, env={**os.environ, **(extra_env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the worker's process group (SIGKILL after a minute)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def query(sql: str, **params) -> list:
+    """Rows of ``sql`` run as the owner (across tenants)."""
+    from app.db import get_owner_db
+
+    with get_owner_db().engine.connect() as connection:
+        return connection.execute(sa.text(sql), params).all()

@@ -10,6 +10,7 @@ def register_blueprints(app: APIFlask) -> None:
     """Register every blueprint of the API on ``app``."""
     from app.api.admin import bp as admin_bp
     from app.api.auth import bp as auth_bp
+    from app.api.campaigns import bp as campaigns_bp
     from app.api.dlq import bp as dlq_bp
     from app.api.docs import bp as docs_bp
     from app.api.health import bp as health_bp
@@ -21,5 +22,5 @@ def register_blueprints(app: APIFlask) -> None:
     from app.api.users import bp as users_bp
 
     for blueprint in (health_bp, docs_bp, auth_bp, users_bp, jobs_bp, ingest_bp, transactions_bp, usage_bp, admin_bp, dlq_bp,
-                      metrics_bp):
+                      metrics_bp, campaigns_bp):
         app.register_blueprint(blueprint)

@@ -4,10 +4,8 @@ The API, the job kind and any CLI call these functions; views never hold this lo
 """
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -28,17 +26,13 @@ from app.scheduling import jobs
 from app.scheduling.kinds import JobFailed
 from app.scheduling.models import Job
 from app.settings import Settings
-from app.storage import ObjectNotFound, ObjectStore, make_store
+from app.storage import READ_BUFFER, ObjectNotFound, make_store, opened_version
 from app.tenancy.scoping import session_tenant, tenant_session
 from app.tenancy.service import get_tenant
 
 __all__ = ["IngestFailed", "Ingested", "upload", "enqueue_ingest", "ingest_file", "READ_BUFFER"]
 
 logger = logging.getLogger(__name__)
-
-#: Bytes read from the object store at a time.
-READ_BUFFER = 1024 * 1024
-
 
 class IngestFailed(JobFailed):
     """The file cannot be ingested (missing, unreadable, no valid rows): one clear reason."""
@@ -160,7 +154,7 @@ def ingest_file(
                 logger.info("%s is the file job %d ingested: not read again", s3_path, earlier.job_id,
                             extra={"job_id": job_id, "tenant_id": tenant_id})
                 return Ingested(counts, same_file_as_job=earlier.job_id)
-        with _opened(store, key) as (stream, version):
+        with opened_version(store, key) as (stream, version):
             items = found.parse(stream, context)
             try:
                 counts = load(db, target, items, batch_rows=settings.ingest_batch_rows, on_batch=on_batch)
@@ -177,35 +171,6 @@ def ingest_file(
     logger.info("ingested %s: %s", s3_path, counts.as_result(),
                 extra={"job_id": job_id, "tenant_id": tenant_id})
     return Ingested(counts)
-
-
-@contextmanager
-def _opened(store: ObjectStore, key: str) -> Iterator[tuple[BinaryIO, str]]:
-    """The object as a buffered binary stream, read as it is consumed, and its version;
-    closed afterwards."""
-    body, version = store.open_version(key)
-    try:
-        if isinstance(body, io.BufferedIOBase):
-            yield body, version  # a local file
-        else:
-            yield io.BufferedReader(_Raw(body), READ_BUFFER), version  # type: ignore[arg-type]
-    finally:
-        body.close()
-
-
-class _Raw(io.RawIOBase):
-    """An S3 body as a raw stream, so that reads come in large buffered pieces."""
-
-    def __init__(self, body) -> None:
-        self.body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 class _Prepended:

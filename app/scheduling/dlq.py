@@ -29,7 +29,8 @@ jobs = Job.__table__
 
 @dataclass(frozen=True)
 class DeadFilter:
-    """Which dead jobs: all, or of a tenant, a kind, or these ids."""
+    """Which dead jobs: all, or of a tenant, a kind (with its family: ``campaign`` takes in
+    ``campaign.deliver``), or these ids."""
 
     tenant_id: str | None = None
     kind: str | None = None
@@ -39,8 +40,8 @@ class DeadFilter:
         clauses = [jobs.c.state == "dead"]
         if self.tenant_id:
             clauses.append(jobs.c.tenant_id == self.tenant_id)
-        if self.kind:
-            clauses.append(jobs.c.kind == self.kind)
+        if self.kind:  # a kind and its family: ``campaign`` is campaign.run, campaign.deliver, ...
+            clauses.append(sa.or_(jobs.c.kind == self.kind, jobs.c.kind.startswith(self.kind + ".", autoescape=True)))
         if self.job_ids:
             clauses.append(jobs.c.id.in_(self.job_ids))
         return sa.and_(*clauses)

@@ -28,7 +28,7 @@ from app.settings import Settings
 from app.tenancy.models import Tenant
 from app.tenancy.scoping import session_tenant
 
-__all__ = ["enqueue", "enqueue_many", "require_api_kind", "get_job", "list_jobs", "cancel_job", "dedicated_queue"]
+__all__ = ["enqueue", "enqueue_many", "require_api_kind", "get_job", "list_jobs", "cancel_job", "cancel_matching", "dedicated_queue"]
 
 logger = logging.getLogger(__name__)
 
@@ -220,3 +220,26 @@ def cancel_job(session: Session, job_id: int) -> Job:
     signals.announce(session, job.tenant_id)
     logger.info("job %s cancel requested", job_id, extra={"job_id": job_id, "state": job.state})
     return job
+
+
+def cancel_matching(session: Session, *, kinds: tuple[str, ...], payload_key: str, value: int) -> int:
+    """Cancel, in the session's transaction, every unfinished job of the session's tenant of
+    these kinds whose ``payload[payload_key]`` is ``value`` (a campaign's jobs, say): waiting
+    ones never run, running ones stop at their next checkpoint.
+
+    Returns:
+      How many jobs were cancelled or asked to stop.
+    """
+    match = (Job.kind.in_(kinds), Job.state.not_in(FINAL_STATES), Job.payload[payload_key].as_integer() == value)
+    waiting = session.execute(
+        sa.update(Job).where(*match, Job.state != "running")
+        .values(state="cancelled", cancel_requested=True, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    running = session.execute(
+        sa.update(Job).where(*match, Job.state == "running").values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if waiting or running:
+        signals.announce(session, session_tenant(session))
+    return (waiting or 0) + (running or 0)

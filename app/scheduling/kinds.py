@@ -25,6 +25,7 @@ __all__ = [
     "JobCancelled",
     "JobFailed",
     "job_kind",
+    "declare_plugin_kinds",
     "kinds",
     "kind_for_actor",
     "current_job",
@@ -190,3 +191,23 @@ def job_kind(
         return declared
 
     return decorate
+
+
+def declare_plugin_kinds(manager=None) -> list[str]:
+    """Declare the job kinds installed plugins run (hook ``fairq_register_job_kinds``).
+
+    Called once by ``app.tasks``; a kind already declared is left as it is.
+
+    Returns:
+      The names declared now.
+    """
+    from app import hooks
+
+    declared = []
+    for spec in hooks.job_kinds(manager or hooks.get_plugin_manager()).values():
+        if spec.name in _kinds:
+            continue
+        job_kind(spec.name, max_retries=spec.max_retries, time_limit=spec.time_limit,
+                 cost_estimate=spec.cost_estimate)(spec.run)
+        declared.append(spec.name)
+    return declared

@@ -22,7 +22,7 @@ from app.scheduling import signals
 from app.scheduling.models import Job
 from app.tenancy.models import Tenant
 
-__all__ = ["Store", "Started", "Head", "Finished", "Outcome"]
+__all__ = ["Store", "Started", "Head", "Finished", "Outcome", "again_on_deadlock"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +100,13 @@ class Store:
         """
         ids = [job_id for job_id, _ in requests]
         redelivered = [job_id for job_id, again in requests if again] or [-1]
-        with self.db.system_engine.connect() as connection:  # one statement: its own transaction
-            rows = connection.execution_options(isolation_level="AUTOCOMMIT").execute(
-                _START_MANY, {"ids": ids, "redelivered": redelivered, "now": utcnow()}
-            ).all()
+        def start():
+            with self.db.system_engine.connect() as connection:  # one statement: its own transaction
+                return connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+                    _START_MANY, {"ids": ids, "redelivered": redelivered, "now": utcnow()}
+                ).all()
+
+        rows = again_on_deadlock(start)
         started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5], row[6]) for row in rows}
         return [started.get(job_id) for job_id in ids]
 
@@ -131,24 +134,24 @@ class Store:
         ended = [(o.started.job_id, o.run_seconds) for o in outcomes]
         if self.db.dialect == "postgresql":
             # one statement, one round trip: the outcomes, the usage and the dispatcher's news
-            with self.db.system_engine.connect() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT").execute(_FINISH_MANY_PG, {
-                    "ids": [u["job_id"] for u in updates],
-                    "states": [u["state"] for u in updates],
-                    "finished": [u["finished_at"] for u in updates],
-                    "runs": [u["run_seconds"] for u in updates],
-                    "errors": [u["last_error"] for u in updates],
-                    "results": [None if u["result"] is None else json.dumps(u["result"]) for u in updates],
-                    "not_before": [u["not_before"] for u in updates],
-                    "day": day,
-                    "u_tenants": [tenant for tenant, _ in usage_rows],
-                    "u_kinds": [kind for _, kind in usage_rows],
-                    "u_runs": [a["run_seconds"] for a in usage_rows.values()],
-                    "u_rows": [a["rows"] for a in usage_rows.values()],
-                    "u_messages": [a["messages"] for a in usage_rows.values()],
-                    "u_failures": [a["failures"] for a in usage_rows.values()],
-                    "news": signals.ended_payloads(ended),
-                })
+            params = {
+                "ids": [u["job_id"] for u in updates],
+                "states": [u["state"] for u in updates],
+                "finished": [u["finished_at"] for u in updates],
+                "runs": [u["run_seconds"] for u in updates],
+                "errors": [u["last_error"] for u in updates],
+                "results": [None if u["result"] is None else json.dumps(u["result"]) for u in updates],
+                "not_before": [u["not_before"] for u in updates],
+                "day": day,
+                "u_tenants": [tenant for tenant, _ in usage_rows],
+                "u_kinds": [kind for _, kind in usage_rows],
+                "u_runs": [a["run_seconds"] for a in usage_rows.values()],
+                "u_rows": [a["rows"] for a in usage_rows.values()],
+                "u_messages": [a["messages"] for a in usage_rows.values()],
+                "u_failures": [a["failures"] for a in usage_rows.values()],
+                "news": signals.ended_payloads(ended),
+            }
+            again_on_deadlock(lambda: self._finish_many_pg(params))
             return [None] * len(outcomes)
         with self.db.system() as connection:
             connection.execute(_FINISH, updates)
@@ -158,6 +161,10 @@ class Store:
             ])
             signals.ended(connection, ended)
         return [None] * len(outcomes)
+
+    def _finish_many_pg(self, params: dict) -> None:
+        with self.db.system_engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").execute(_FINISH_MANY_PG, params)
 
     def why_not_started(self, job_id: int) -> str:
         """Why :meth:`start_many` refused: ``missing``, ``paused``, ``cancelled``, or the job's state."""
@@ -260,8 +267,11 @@ class Store:
         """After the broker confirmed their messages: the jobs are dispatched (if still waiting)."""
         if not job_ids:
             return
-        with self.db.system() as connection:  # a fast worker may have started one already: keep its state
-            connection.execute(_MARK_DISPATCHED, {"ids": list(job_ids), "now": utcnow()})
+        def mark():
+            with self.db.system() as connection:  # a fast worker may have started one already: keep its state
+                connection.execute(_MARK_DISPATCHED, {"ids": list(job_ids), "now": utcnow()})
+
+        again_on_deadlock(mark)
 
     def finished(self, job_ids: Sequence[int]) -> list[Finished]:
         """Which of these in-flight jobs are no longer in flight."""
@@ -304,6 +314,30 @@ class Store:
             return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(
                 sa.select(tenants.c.id, tenants.c.weight, tenants.c.plan, tenants.c.paused)
             )}
+
+
+#: PostgreSQL's deadlock_detected and serialization_failure: the statement was undone; run it again.
+_TRY_AGAIN = frozenset({"40P01", "40001"})
+#: Attempts of a statement that keeps losing deadlocks.
+DEADLOCK_ATTEMPTS = 3
+
+
+def again_on_deadlock(action, *, attempts: int = DEADLOCK_ATTEMPTS):
+    """Run ``action`` (one statement, or one transaction), again if PostgreSQL undid it to break a
+    deadlock. The gate, the dispatcher's marks and the outcomes each update several job rows at
+    once, in whatever order their plans visit them, so two of them can deadlock; the loser,
+    tried again, goes through (left alone, a job it was starting would wait for its lease).
+
+    Raises:
+      sqlalchemy.exc.OperationalError: any other error, or the last deadlock.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) not in _TRY_AGAIN or attempt == attempts:
+                raise
+            logger.info("deadlock on job rows (attempt %d); trying again", attempt)
 
 
 def add_usage(connection: sa.Connection, *, tenant_id: str, kind: str, day, **amounts: float) -> None:

@@ -1,7 +1,7 @@
 """usage_monthly: monthly roll-ups of usage_daily, with row-level security
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-25
 
 A periodic job sums ``usage_daily`` per tenant, month and kind into this table,
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
