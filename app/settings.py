@@ -182,6 +182,13 @@ class Settings(BaseSettings):
     ingest_timezone: str = Field(
         "Asia/Kolkata", description="IANA time zone of local times in ingested files (stored in UTC)."
     )
+    reconcile_grace_hours: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Hours a PENDING payment is not yet a reconciliation break, per source, as JSON, over the "
+            'source plugin\'s own window (UPI 48, NEFT 2): {"UPI": 72}'
+        ),
+    )
     plans: dict[str, PlanSpec] = Field(
         default_factory=dict,
         description=(
@@ -198,6 +205,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {value!r})")
         return level
+
+    @field_validator("reconcile_grace_hours")
+    @classmethod
+    def _reconcile_grace_hours(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(hours < 0 for hours in value.values()):
+            raise ValueError(f"{ENV_PREFIX}RECONCILE_GRACE_HOURS: hours must be 0 or more (got {value!r})")
+        return {source.upper(): hours for source, hours in value.items()}
 
     @field_validator("ingest_timezone")
     @classmethod

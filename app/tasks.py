@@ -7,6 +7,7 @@ no Flask app and no request.
 from app.broker import broker  # noqa: I001  (must stay first)
 
 import app.ingest.job  # noqa: F401
+import app.reconcile.job  # noqa: F401
 import app.scheduling.builtin  # noqa: F401
 import app.scheduling.housekeeping  # noqa: F401
 

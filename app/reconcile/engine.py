@@ -1,0 +1,485 @@
+"""The matching itself: set-based SQL over one tenant's ledger and bank / switch rows.
+
+One run is one transaction of the tenant's scope (row-level security on PostgreSQL), in
+phases over temporary tables; no statement runs per row:
+
+1. **Main key** (RRN for UPI, UTR for NEFT): each side's rows of the period (widened by a
+   margin) are grouped by the key, the two groupings joined with one ``FULL OUTER JOIN`` (a
+   hash join on PostgreSQL; a left join and an anti-join on SQLite) and every pair classified
+   in the same statement. A key held by one row on each side is a pair; a key with no
+   partner, or rows without the key, go on to the next phases; a key held twice on one side
+   goes to phase 2.
+2. **Ties on one side**: a row of the opposite direction and the same amount after a payment
+   is its reversal (``reversed`` when only one side shows it); any further row is a
+   ``duplicate``; the first rows of each side then pair as in phase 1.
+3. **Further keys** (the UPI transaction id) pair what is left, one candidate each way.
+4. **Fallback** where the main key is missing on a side: amount within the tolerance, dates
+   within the window, equal counterparty (and the plugin's other columns); more than one
+   candidate either way is ``ambiguous``, never a guess.
+5. **Settlement groups** (UPI): a settlement row against the other side's successful rows of
+   its settlement date, fees netted up to the plugin's limit.
+6. What is left is ``missing_internal`` / ``missing_external``, unless it lies outside the
+   period (the margin) or is a ``PENDING`` payment still within its grace window.
+
+Breaks then go into ``reconciliations`` under a stable key (source, type and both txn ids):
+a break seen before is ``persisting``, one not seen again in its period ``resolved``.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from app.hooks import MatchRules
+from app.reconcile.dialect import Dialect
+from app.reconcile.models import MISMATCH_TYPES
+
+__all__ = ["Params", "match", "PHASES", "WORK_MEM", "KEY_COLUMNS", "FALLBACK_COLUMNS"]
+
+logger = logging.getLogger(__name__)
+
+#: Columns a plugin may name as a key, or as a fallback column that must be equal.
+KEY_COLUMNS = frozenset({"reference", "txn_id"})
+FALLBACK_COLUMNS = frozenset({"counterparty", "ifsc", "direction"})
+#: The phases, for progress reports.
+PHASES = ("main key", "ties", "further keys", "fallback", "settlements", "unmatched", "breaks")
+#: Memory PostgreSQL may use per hash of a run (so a million rows a side hash in memory).
+WORK_MEM = "256MB"
+#: Rows seen outside the period at least this far either side, so a drifted partner is found.
+MIN_MARGIN = timedelta(days=7)
+#: Outcomes of a pair that are breaks.
+BREAKS = MISMATCH_TYPES
+#: Every table a run makes.
+TEMP_TABLES = ("rc_i", "rc_e", "rc_j", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
+               "rc_cu", "rc_g")
+
+FT = "fintech_transactions"
+
+
+@dataclass(frozen=True)
+class Params:
+    """One run: whose rows, which rail, which period and tolerances."""
+
+    tenant_id: str
+    source: str
+    rules: MatchRules
+    start: datetime  # the period, in UTC: [start, end)
+    end: datetime
+    amount_tolerance: Decimal
+    date_tolerance_hours: int
+    grace_hours: float
+    run_id: int
+    now: datetime
+
+    @property
+    def margin(self) -> timedelta:
+        windows = [k.window_hours for k in self.rules.keys if k.window_hours]
+        return max(MIN_MARGIN, timedelta(hours=self.date_tolerance_hours), *(timedelta(hours=w) for w in windows))
+
+
+@dataclass
+class Outcome:
+    """What a run found: counts per outcome and the money on each side."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    matched_count: int = 0
+    matched_external_count: int = 0
+    matched_amount: Decimal = Decimal("0.00")
+    unmatched_internal_amount: Decimal = Decimal("0.00")
+    unmatched_external_amount: Decimal = Decimal("0.00")
+    lifecycle: dict[str, int] = field(default_factory=dict)
+
+    def as_summary(self) -> dict:
+        return {
+            "breaks": {name: self.counts.get(name, 0) for name in BREAKS},
+            "total_breaks": sum(self.counts.get(name, 0) for name in BREAKS),
+            "matched": {"count": self.matched_count, "external_count": self.matched_external_count,
+                        "amount": str(self.matched_amount)},
+            "unmatched_amount": {"internal": str(self.unmatched_internal_amount),
+                                 "external": str(self.unmatched_external_amount)},
+            "pending_in_grace": self.counts.get("pending", 0),
+            "in_unmatched_settlements": self.counts.get("grouped", 0),
+            "lifecycle": {name: self.lifecycle.get(name, 0) for name in ("new", "persisting", "resolved")},
+        }
+
+
+def _money(cents) -> Decimal:
+    return (Decimal(cents or 0) / 100).quantize(Decimal("0.01"))
+
+
+def match(connection: sa.Connection, params: Params, *, on_phase: Callable[[int, str], None] | None = None) -> Outcome:
+    """Reconcile one source's rows of one period for one tenant, in the connection's transaction.
+
+    Parameters:
+      connection: a connection in a transaction of the tenant's scope.
+      on_phase: called before each phase with its number and name (progress; whatever it
+        raises stops the run, and the transaction is rolled back by its owner).
+
+    Returns:
+      The counts and amounts of the run; the breaks are written to ``reconciliations``.
+    """
+    return _Run(connection, params, on_phase).run()
+
+
+class _Run:
+    """One run's statements; each phase reads and writes the temporary tables."""
+
+    def __init__(self, connection: sa.Connection, params: Params, on_phase) -> None:
+        self.c = connection
+        self.p = params
+        self.d = Dialect(connection.dialect.name)
+        self.on_phase = on_phase or (lambda _n, _name: None)
+        rules = params.rules
+        self.key = rules.keys[0]
+        for column in [k.column for k in rules.keys]:
+            if column not in KEY_COLUMNS:
+                raise ValueError(f"matching rules of {params.source}: {column!r} cannot be a key")
+        for column in rules.fallback:
+            if column not in FALLBACK_COLUMNS:
+                raise ValueError(f"matching rules of {params.source}: {column!r} cannot be a fallback column")
+        self.bind = {
+            "tenant": params.tenant_id,
+            "source": params.source,
+            "lo": self.d.when(params.start),
+            "hi": self.d.when(params.end),
+            "wlo": self.d.when(params.start - params.margin),
+            "whi": self.d.when(params.end + params.margin),
+            "grace": self.d.when(params.now - timedelta(hours=params.grace_hours)),
+            "tol_cents": int(params.amount_tolerance * 100),
+            "tol_seconds": params.date_tolerance_hours * 3600,
+            "run": params.run_id,
+            "now": self.d.when(params.now),
+        }
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def x(self, statement: str, **extra) -> sa.CursorResult:
+        return self.c.execute(sa.text(statement), {**self.bind, **extra})
+
+    def temp(self, name: str, select: str, **extra) -> None:
+        self.x(f"{self.d.temp(name)} {select}", **extra)
+        if self.d.pg:
+            self.x(f"ANALYZE {name}")
+
+    def in_period(self, when: str) -> str:
+        return f"({when} >= :lo AND {when} < :hi)"
+
+    def drift(self, a: str, b: str) -> str:
+        return f"abs({self.d.seconds(a)} - {self.d.seconds(b)})"
+
+    def classify(self, i: str, e: str, *, rev_i: str = "0", rev_e: str = "0") -> str:
+        """The outcome of a pair whose sides are the relations ``i`` and ``e`` (columns c, st, t)."""
+        differ = f"coalesce({i}.st, '') <> coalesce({e}.st, '')"
+        young = f"(({i}.st = 'PENDING' AND {i}.t > :grace) OR ({e}.st = 'PENDING' AND {e}.t > :grace))"
+        return (
+            f"CASE WHEN NOT ({self.in_period(f'{i}.t')} OR {self.in_period(f'{e}.t')}) THEN 'outside' "
+            f"WHEN {rev_i} <> {rev_e} THEN 'reversed' "
+            f"WHEN {differ} AND {young} THEN 'pending' "
+            f"WHEN {differ} THEN 'status_mismatch' "
+            f"WHEN abs({i}.c - {e}.c) > :tol_cents THEN 'amount_mismatch' "
+            f"WHEN {self.drift(f'{i}.t', f'{e}.t')} > :tol_seconds THEN 'date_drift' "
+            "ELSE 'matched' END"
+        )
+
+    def window_fails(self, key, i: str, e: str) -> str:
+        if not key.window_hours:
+            return "1 = 0"
+        return f"{self.drift(f'{i}.t', f'{e}.t')} > {int(key.window_hours * 3600)}"
+
+    def not_taken(self, column: str) -> str:
+        """``column`` (a row id) is in no row of ``rc_res`` yet."""
+        return (f"{column} NOT IN (SELECT iid FROM rc_res WHERE iid IS NOT NULL) "
+                f"AND {column} NOT IN (SELECT eid FROM rc_res WHERE eid IS NOT NULL)")
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        if self.d.pg:
+            self.x(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            self.x("SELECT pg_advisory_xact_lock(hashtext(:lock))", lock=f"reconcile:{self.p.tenant_id}:{self.p.source}")
+        for name in TEMP_TABLES:
+            self.x(f"DROP TABLE IF EXISTS {name}")
+        phases = (self.main_key, self.ties, self.further_keys, self.fallback, self.settlements, self.unmatched)
+        for number, (phase, name) in enumerate(zip(phases, PHASES)):
+            self.on_phase(number, name)
+            phase()
+        self.on_phase(len(phases), PHASES[-1])
+        outcome = self.outcome()
+        self.write_breaks()
+        self.resolve_unseen()
+        outcome.lifecycle = {
+            status: count for status, count in self.x(
+                "SELECT status, count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
+                "GROUP BY status")
+        }
+        for name in TEMP_TABLES:
+            self.x(f"DROP TABLE IF EXISTS {name}")
+        return outcome
+
+    def side(self, ledger: str) -> str:
+        """One side's rows of the period and margin, grouped by the main key (one row per key)."""
+        column = self.key.column
+        return (
+            f"SELECT coalesce({column}, '#' || CAST(id AS TEXT)) AS k, count(*) AS n, min(id) AS id, "
+            f"min(amount) AS a, min(status) AS st, min(txn_time) AS t FROM {FT} "
+            f"WHERE tenant_id = :tenant AND ledger = '{ledger}' AND source = :source "
+            "AND txn_time >= :wlo AND txn_time < :whi GROUP BY 1"
+        )
+
+    def main_key(self) -> None:
+        cents = self.d.cents
+        pair = (
+            "CASE WHEN i.k IS NULL OR e.k IS NULL THEN 'left' WHEN i.n > 1 OR e.n > 1 THEN 'multi' "
+            f"WHEN {self.window_fails(self.key, 'i', 'e')} THEN 'split' ELSE {self.classify('i', 'e')} END"
+        )
+        columns = f"i.id AS iid, e.id AS eid, coalesce(i.k, e.k) AS k, i.c AS ic, e.c AS ec, {pair} AS outcome"
+        graded = "SELECT k, n, id, {cents} AS c, st, t FROM ({side}) g"
+        if self.d.pg:
+            self.temp("rc_j", f"SELECT {columns} FROM ({graded.format(cents=cents('a'), side=self.side('internal'))}) i "
+                              f"FULL JOIN ({graded.format(cents=cents('a'), side=self.side('external'))}) e ON i.k = e.k")
+        else:
+            self.temp("rc_i", graded.format(cents=cents("a"), side=self.side("internal")))
+            self.temp("rc_e", graded.format(cents=cents("a"), side=self.side("external")))
+            self.x("CREATE INDEX temp.rc_e_k ON rc_e (k)")
+            self.x("CREATE INDEX temp.rc_i_k ON rc_i (k)")
+            self.temp("rc_j", f"SELECT {columns} FROM rc_i i LEFT JOIN rc_e e ON i.k = e.k "
+                              f"UNION ALL SELECT {columns} FROM rc_e e LEFT JOIN rc_i i ON i.k = e.k WHERE i.k IS NULL")
+        self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, eid, CAST(NULL AS TEXT) AS detail "
+                            f"FROM rc_j WHERE outcome IN ({self.break_list()})", rule=self.key.label)
+        self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
+                             "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
+                             "WHERE outcome IN ('left', 'split') AND eid IS NOT NULL")
+        self.temp("rc_mk", "SELECT k FROM rc_j WHERE outcome = 'multi'")
+
+    def break_list(self) -> str:
+        return ", ".join(f"'{name}'" for name in BREAKS)
+
+    def ties(self) -> None:
+        """Keys held by more than one row on a side: reversals, duplicates, then the pair."""
+        d = self.d
+        self.temp("rc_m", f"SELECT CASE WHEN f.ledger = 'internal' THEN 'i' ELSE 'e' END AS side, f.id, m.k, "
+                          f"{d.cents('f.amount')} AS c, f.direction AS dir, f.status AS st, f.txn_time AS t, f.txn_id "
+                          f"FROM {FT} f JOIN rc_mk m ON m.k = f.{self.key.column} "
+                          "WHERE f.tenant_id = :tenant AND f.source = :source AND f.txn_time >= :wlo "
+                          "AND f.txn_time < :whi")
+        # a reversal: a later row of the same side and key, the other direction, the same amount
+        self.temp("rc_rev", "SELECT r.id AS rid, min(o.id) AS oid FROM rc_m r JOIN rc_m o ON o.side = r.side "
+                            "AND o.k = r.k AND o.dir <> r.dir AND o.c = r.c AND (o.t < r.t OR (o.t = r.t AND o.id < r.id)) "
+                            "GROUP BY r.id")
+        side_name = "CASE WHEN m.side = 'i' THEN 'ledger' ELSE 'bank / switch file' END"
+        self.temp("rc_mr", "SELECT m.side, m.id, m.k, m.c, m.st, m.t, m.txn_id, "
+                           "CASE WHEN v.rid IS NULL THEN 0 ELSE 1 END AS rev, "
+                           f"CASE WHEN v.rid IS NULL THEN NULL ELSE 'reversed in the ' || {side_name} || ' by ' "
+                           f"|| r.txn_id || ' on ' || {d.minute('r.t')} END AS rev_note, "
+                           "row_number() OVER (PARTITION BY m.side, m.k ORDER BY m.t, m.id) AS rn "
+                           "FROM rc_m m LEFT JOIN (SELECT oid, min(rid) AS rid FROM rc_rev GROUP BY oid) v ON v.oid = m.id "
+                           "LEFT JOIN rc_m r ON r.id = v.rid WHERE m.id NOT IN (SELECT rid FROM rc_rev)")
+        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+               f"SELECT {self.classify('i', 'e', rev_i='i.rev', rev_e='e.rev')}, :rule, i.id, e.id, "
+               "coalesce(i.rev_note, e.rev_note) FROM rc_mr i JOIN rc_mr e ON e.k = i.k AND e.side = 'e' AND e.rn = 1 "
+               f"WHERE i.side = 'i' AND i.rn = 1 AND NOT ({self.window_fails(self.key, 'i', 'e')})",
+               rule=self.key.label)
+        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+               "SELECT 'duplicate', :rule, CASE WHEN m.side = 'i' THEN m.id END, CASE WHEN m.side = 'e' THEN m.id END, "
+               f"'the same {self.key.label} ' || m.k || ' as ' || f.txn_id || ' in the ' || {side_name} "
+               "FROM rc_mr m JOIN rc_mr f ON f.side = m.side AND f.k = m.k AND f.rn = 1 "
+               f"WHERE m.rn > 1 AND {self.in_period('m.t')}", rule=self.key.label)
+        # a first row left alone: reversed on its own side is a break; else it tries the next phases
+        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+               "SELECT 'reversed', :rule, CASE WHEN m.side = 'i' THEN m.id END, CASE WHEN m.side = 'e' THEN m.id END, "
+               f"m.rev_note || '; the other side has no record of it' FROM rc_mr m WHERE m.rn = 1 AND m.rev = 1 "
+               f"AND {self.in_period('m.t')} AND {self.not_taken('m.id')}", rule=self.key.label)
+        self.x(f"INSERT INTO rc_left (id, side) SELECT m.id, m.side FROM rc_mr m WHERE m.rn = 1 AND m.rev = 0 "
+               f"AND {self.not_taken('m.id')}")
+
+    def leftovers(self) -> None:
+        """``rc_l``: the rows no key paired, with what the later phases compare."""
+        grouping = self.p.rules.grouping
+        settle = "0"
+        if grouping is not None:
+            one = "i" if grouping.one == "internal" else "e"
+            settle = (f"CASE WHEN l.side = '{one}' AND f.{self.key.column} IS NULL AND f.settlement_date IS NOT NULL "
+                      "THEN 1 ELSE 0 END")
+        self.temp("rc_l", f"SELECT l.side, f.id, f.txn_id, f.reference, {self.d.cents('f.amount')} AS c, f.status AS st, "
+                          "f.txn_time AS t, f.direction, f.counterparty, f.ifsc, f.settlement_date AS sd, "
+                          f"{settle} AS settle FROM rc_left l JOIN {FT} f ON f.id = l.id")
+
+    def further_keys(self) -> None:
+        self.leftovers()
+        for key in self.p.rules.keys[1:]:
+            self.pair_unique(
+                f"SELECT i.id AS iid, e.id AS eid FROM rc_l i JOIN rc_l e ON e.side = 'e' AND e.{key.column} = i.{key.column} "
+                f"WHERE i.side = 'i' AND i.settle = 0 AND e.settle = 0 AND NOT ({self.window_fails(key, 'i', 'e')})",
+                rule=key.label, what=f"the same {key.label}",
+            )
+
+    def fallback(self) -> None:
+        rules = self.p.rules
+        if not rules.fallback:
+            return
+        equal = " AND ".join(f"e.{column} = i.{column}" for column in rules.fallback)
+        main = self.key.column
+        self.pair_unique(
+            f"SELECT i.id AS iid, e.id AS eid FROM rc_l i JOIN rc_l e ON e.side = 'e' AND {equal} "
+            f"WHERE i.side = 'i' AND i.settle = 0 AND e.settle = 0 AND (i.{main} IS NULL OR e.{main} IS NULL) "
+            "AND abs(i.c - e.c) <= :tol_cents "
+            f"AND {self.drift('i.t', 'e.t')} <= :tol_seconds "
+            "AND (i.direction IS NULL OR e.direction IS NULL OR i.direction = e.direction)",
+            rule="amount + date + " + " + ".join(rules.fallback),
+            what="amount, date and " + " and ".join(rules.fallback),
+        )
+
+    def pair_unique(self, candidates: str, *, rule: str, what: str) -> None:
+        """Pair candidates that have exactly one candidate each way; the rest are ``ambiguous``."""
+        for name in ("rc_c", "rc_cu"):
+            self.x(f"DROP TABLE IF EXISTS {name}")
+        self.temp("rc_c", candidates)
+        self.temp("rc_cu", "SELECT iid, eid FROM rc_c WHERE iid IN (SELECT iid FROM rc_c GROUP BY iid HAVING count(*) = 1) "
+                           "AND eid IN (SELECT eid FROM rc_c GROUP BY eid HAVING count(*) = 1)")
+        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+               f"SELECT {self.classify('i', 'e')}, :rule, i.id, e.id, NULL FROM rc_cu u "
+               "JOIN rc_l i ON i.id = u.iid JOIN rc_l e ON e.id = u.eid", rule=rule)
+        for side, mine, theirs, where in (("i", "iid", "eid", "the bank / switch file"), ("e", "eid", "iid", "the ledger")):
+            listed = self.d.listed("o.txn_id", f"rc_c cc JOIN rc_l o ON o.id = cc.{theirs} WHERE cc.{mine} = r.id")
+            self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+                   f"SELECT 'ambiguous', :rule, {'r.id' if side == 'i' else 'NULL'}, {'r.id' if side == 'e' else 'NULL'}, "
+                   f"CAST((SELECT count(*) FROM rc_c cc WHERE cc.{mine} = r.id) AS TEXT) || ' candidates in {where} with the "
+                   f"{what} of this row, or candidates shared with other rows: ' || {listed} || '; not matched, never guessed' "
+                   f"FROM rc_l r WHERE r.side = '{side}' AND r.id IN (SELECT {mine} FROM rc_c) "
+                   f"AND r.id NOT IN (SELECT {mine} FROM rc_cu) AND {self.in_period('r.t')}", rule=rule)
+        self.x("DELETE FROM rc_l WHERE id IN (SELECT iid FROM rc_c) OR id IN (SELECT eid FROM rc_c)")
+
+    def settlements(self) -> None:
+        """One settlement row against the other side's successful rows of its settlement date."""
+        grouping = self.p.rules.grouping
+        if grouping is None:
+            return
+        many, one = ("i", "e") if grouping.many == "internal" else ("e", "i")
+        basis_points = int(grouping.max_fee_percent * 100)
+        self.temp("rc_g", "SELECT s.id AS sid, s.c AS sc, s.sd, g.n, g.total, "
+                          "(SELECT count(*) FROM rc_l o WHERE o.settle = 1 AND o.sd = s.sd "
+                          "AND coalesce(o.direction, '') = coalesce(s.direction, '')) AS rivals "
+                          "FROM rc_l s JOIN (SELECT sd, coalesce(direction, '') AS dir, count(*) AS n, sum(c) AS total "
+                          f"FROM rc_l WHERE side = '{many}' AND settle = 0 AND st = 'SUCCESS' AND sd IS NOT NULL "
+                          "GROUP BY sd, coalesce(direction, '')) g ON g.sd = s.sd AND g.dir = coalesce(s.direction, '') "
+                          f"WHERE s.settle = 1 AND s.side = '{one}' AND {self.in_period('s.t')}")
+        fits = f"(g.total - g.sc) * 10000 <= g.total * {basis_points} + :tol_cents * 10000 AND g.total - g.sc >= -:tol_cents"
+        member = "m.id" if many == "i" else "g.sid"
+        other = "g.sid" if many == "i" else "m.id"
+        rule = "settlement date group"
+        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+               f"SELECT CASE WHEN {fits} THEN 'matched' ELSE 'grouped' END, :rule, {member}, {other}, NULL "
+               f"FROM rc_g g JOIN rc_l m ON m.side = '{many}' AND m.settle = 0 AND m.st = 'SUCCESS' AND m.sd = g.sd "
+               "AND coalesce(m.direction, '') = coalesce((SELECT direction FROM rc_l s WHERE s.id = g.sid), '') "
+               "WHERE g.rivals = 1", rule=rule)
+        d = self.d
+        theirs = "ledger" if many == "i" else "bank / switch file"
+        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+               f"SELECT CASE WHEN g.rivals > 1 THEN 'ambiguous' ELSE 'amount_mismatch' END, :rule, "
+               f"{'NULL' if many == 'i' else 'g.sid'}, {'g.sid' if many == 'i' else 'NULL'}, "
+               f"CASE WHEN g.rivals > 1 THEN CAST(g.rivals AS TEXT) || ' settlement rows for ' || CAST(g.sd AS TEXT) "
+               "|| '; not matched, never guessed' "
+               f"ELSE 'the settlement of ' || CAST(g.sd AS TEXT) || ' is ' || {d.money('g.sc')} || ' against ' "
+               f"|| CAST(g.n AS TEXT) || ' payments in the {theirs} summing ' || {d.money('g.total')} "
+               f"|| ': the difference ' || {d.money('g.total - g.sc')} || ' is not a fee of 0 to {grouping.max_fee_percent} %' END "
+               f"FROM rc_g g WHERE g.rivals > 1 OR NOT ({fits})", rule=rule)
+
+    def unmatched(self) -> None:
+        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
+               f"SELECT CASE WHEN NOT {self.in_period('t')} THEN 'outside' "
+               "WHEN st = 'PENDING' AND t > :grace THEN 'pending' "
+               "WHEN side = 'i' THEN 'missing_external' ELSE 'missing_internal' END, NULL, "
+               "CASE WHEN side = 'i' THEN id END, CASE WHEN side = 'e' THEN id END, NULL "
+               f"FROM rc_l WHERE {self.not_taken('id')}")
+
+    # -- results -------------------------------------------------------------------------------
+
+    def outcome(self) -> Outcome:
+        d = self.d
+        out = Outcome()
+        for name, count in self.x("SELECT outcome, count(*) FROM rc_j WHERE outcome IN ('matched', 'pending') "
+                                  "GROUP BY outcome"):
+            out.counts[name] = out.counts.get(name, 0) + count
+        for name, count in self.x("SELECT outcome, count(*) FROM rc_res GROUP BY outcome"):
+            out.counts[name] = out.counts.get(name, 0) + count
+        first = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
+        later = self.x(
+            f"SELECT count(*), coalesce(sum({d.cents('f.amount')}), 0) FROM {FT} f "
+            "WHERE f.id IN (SELECT iid FROM rc_res WHERE outcome = 'matched')").one()
+        out.matched_count = first[0] + later[0]
+        out.matched_amount = _money(first[1]) + _money(later[1])
+        out.matched_external_count = first[0] + self.x(
+            f"SELECT count(*) FROM {FT} f WHERE f.id IN (SELECT eid FROM rc_res WHERE outcome = 'matched')").scalar()
+        unmatched = self.x(
+            f"SELECT (SELECT coalesce(sum({d.cents('f.amount')}), 0) FROM {FT} f JOIN rc_res r ON r.iid = f.id "
+            "WHERE r.outcome = 'missing_external'), "
+            f"(SELECT coalesce(sum({d.cents('f.amount')}), 0) FROM {FT} f JOIN rc_res r ON r.eid = f.id "
+            "WHERE r.outcome = 'missing_internal')").one()
+        out.unmatched_internal_amount, out.unmatched_external_amount = _money(unmatched[0]), _money(unmatched[1])
+        return out
+
+    def notes(self) -> str:
+        d = self.d
+        rules = self.p.rules
+        tried = ", ".join(k.label for k in rules.keys)
+        if rules.fallback:
+            tried += ", or amount + date + " + " + ".join(rules.fallback)
+
+        def told(x: str) -> str:
+            return (f"coalesce({x}.txn_id || ' ' || {d.money(d.cents(f'{x}.amount'))} || ' ' || coalesce({x}.status, 'no status') "
+                    f"|| ' on ' || coalesce({d.minute(f'{x}.txn_time')}, 'no date'), 'none')")
+
+        tolerance = f"{self.p.amount_tolerance:.2f}"
+        difference = f"abs({d.cents('i.amount')} - {d.cents('e.amount')})"
+        headline = (
+            "CASE r.outcome "
+            f"WHEN 'missing_internal' THEN 'Only in the bank / switch file: no ledger row matches it by {tried}' "
+            f"WHEN 'missing_external' THEN 'Only in the ledger: no bank / switch row matches it by {tried}' "
+            f"WHEN 'amount_mismatch' THEN coalesce(r.detail, 'Amounts differ by ' || {d.money(difference)} "
+            f"|| ' (tolerance {tolerance}): ledger ' || {d.money(d.cents('i.amount'))} || ', bank ' || {d.money(d.cents('e.amount'))}) "
+            "WHEN 'status_mismatch' THEN 'Statuses differ: ledger ' || coalesce(i.status, 'none') || ', bank ' || "
+            "coalesce(e.status, 'none') "
+            f"WHEN 'date_drift' THEN 'Dates differ by ' || {d.hours(self.drift('i.txn_time', 'e.txn_time'))} || ' h "
+            f"(tolerance {self.p.date_tolerance_hours} h): ledger ' || {d.minute('i.txn_time')} || ', bank ' || "
+            f"{d.minute('e.txn_time')} "
+            "WHEN 'duplicate' THEN 'The same payment twice: ' || r.detail "
+            "WHEN 'reversed' THEN 'Paid, then reversed: ' || coalesce(r.detail, 'a reversal') "
+            "ELSE coalesce(r.detail, r.outcome) END"
+        )
+        return (f"{headline} || '.' || coalesce(' Rule: ' || r.rule || '.', '') || ' Ledger: ' || {told('i')} "
+                f"|| '; bank: ' || {told('e')} || '.'")
+
+    def write_breaks(self) -> None:
+        """Upsert this run's breaks under their stable key."""
+        source = self.p.source
+        self.x(
+            "INSERT INTO reconciliations (tenant_id, break_key, source, rule, mismatch_type, internal_txn_id, "
+            "external_txn_id, internal_amount, external_amount, internal_time, external_time, internal_status, "
+            "external_status, notes, status, run_id, first_run_id, created_at, updated_at) "
+            f"SELECT :tenant, :source || '|' || r.outcome || '|' || coalesce(i.txn_id, '') || '|' || "
+            f"coalesce(e.txn_id, ''), :source, r.rule, r.outcome, i.txn_id, e.txn_id, i.amount, e.amount, i.txn_time, "
+            f"e.txn_time, i.status, e.status, {self.notes()}, 'new', :run, :run, :now, :now "
+            f"FROM rc_res r LEFT JOIN {FT} i ON i.id = r.iid LEFT JOIN {FT} e ON e.id = r.eid "
+            f"WHERE r.outcome IN ({self.break_list()}) "
+            "ON CONFLICT (tenant_id, break_key) DO UPDATE SET "
+            "status = CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.status "
+            "WHEN reconciliations.status = 'resolved' THEN 'new' ELSE 'persisting' END, "
+            "run_id = excluded.run_id, rule = excluded.rule, notes = excluded.notes, "
+            "internal_amount = excluded.internal_amount, external_amount = excluded.external_amount, "
+            "internal_time = excluded.internal_time, external_time = excluded.external_time, "
+            "internal_status = excluded.internal_status, external_status = excluded.external_status, "
+            "updated_at = CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.updated_at "
+            "ELSE excluded.updated_at END",
+            source=source,
+        )
+
+    def resolve_unseen(self) -> None:
+        """Breaks of this source and period that this run did not find again are resolved."""
+        when = "coalesce(internal_time, external_time)"
+        self.x(f"UPDATE reconciliations SET status = 'resolved', run_id = :run, updated_at = :now "
+               "WHERE tenant_id = :tenant AND source = :source AND status <> 'resolved' "
+               f"AND (run_id IS NULL OR run_id <> :run) AND {when} >= :lo AND {when} < :hi")
