@@ -83,4 +83,5 @@ def breaks(tenant_id: str = "acme", **where) -> list:
 
 def kinds(tenant_id: str = "acme", **where) -> list[tuple]:
     """(type, internal txn id, external txn id) of each break, sorted."""
-    return sorted((b.mismatch_type, b.internal_txn_id, b.external_txn_id) for b in breaks(tenant_id, **where))
+    return sorted(((b.mismatch_type, b.internal_txn_id, b.external_txn_id) for b in breaks(tenant_id, **where)),
+                  key=lambda k: tuple(part or "" for part in k))
