@@ -15,9 +15,11 @@ def register_blueprints(app: APIFlask) -> None:
     from app.api.health import bp as health_bp
     from app.api.ingest import bp as ingest_bp
     from app.api.jobs import bp as jobs_bp
+    from app.api.reconcile import bp as reconcile_bp
     from app.api.transactions import bp as transactions_bp
     from app.api.usage import bp as usage_bp
     from app.api.users import bp as users_bp
 
     for blueprint in (health_bp, docs_bp, auth_bp, users_bp, jobs_bp, ingest_bp, transactions_bp, usage_bp, admin_bp, dlq_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(reconcile_bp)

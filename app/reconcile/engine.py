@@ -465,6 +465,7 @@ class _Run:
             f"e.txn_time, i.status, e.status, {self.notes()}, 'new', :run, :run, :now, :now "
             f"FROM rc_res r LEFT JOIN {FT} i ON i.id = r.iid LEFT JOIN {FT} e ON e.id = r.eid "
             f"WHERE r.outcome IN ({self.break_list()}) "
+            "ORDER BY r.outcome, coalesce(i.txn_id, ''), coalesce(e.txn_id, '') "
             "ON CONFLICT (tenant_id, break_key) DO UPDATE SET "
             "status = CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.status "
             "WHEN reconciliations.status = 'resolved' THEN 'new' ELSE 'persisting' END, "

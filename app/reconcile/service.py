@@ -87,9 +87,12 @@ def enqueue_reconcile(
     if (period_to - period_from).days + 1 > MAX_PERIOD_DAYS:
         raise Invalid(f"a run covers at most {MAX_PERIOD_DAYS} days", slug="invalid-period",
                       errors=[{"field": "to", "message": f"at most {MAX_PERIOD_DAYS} days after from"}])
-    if amount_tolerance < 0 or date_tolerance_hours < 0:
-        raise Invalid("tolerances must be 0 or more",
-                      errors=[{"field": "amount_tolerance", "message": "0 or more"}])
+    if amount_tolerance < 0 or amount_tolerance != amount_tolerance.quantize(Decimal("0.01")):
+        raise Invalid("amount_tolerance must be 0 or more, with at most two decimals",
+                      errors=[{"field": "amount_tolerance", "message": "0 or more, two decimals"}])
+    if date_tolerance_hours < 0:
+        raise Invalid("date_tolerance_hours must be 0 or more",
+                      errors=[{"field": "date_tolerance_hours", "message": "0 or more"}])
     amount_tolerance = amount_tolerance.quantize(Decimal("0.01"))
     payload = {"source": name, "from": period_from.isoformat(), "to": period_to.isoformat(),
                "amount_tolerance": str(amount_tolerance), "date_tolerance_hours": date_tolerance_hours}
