@@ -135,10 +135,11 @@ def plugins() -> None:
 
 def _subsystem_commands() -> list[click.Command]:
     from app.ingest.cli import COMMANDS as ingest
+    from app.reconcile.cli import COMMANDS as reconcile
     from app.scheduling.cli import COMMANDS as scheduling
     from app.tenancy.cli import COMMANDS as tenancy
 
-    return [*tenancy, *scheduling, *ingest]
+    return [*tenancy, *scheduling, *ingest, *reconcile]
 
 
 for _command in _subsystem_commands():
