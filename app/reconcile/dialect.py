@@ -26,6 +26,21 @@ class Dialect:
         """A time as seconds since the epoch."""
         return f"extract(epoch from {when})" if self.pg else f"CAST(strftime('%s', {when}) AS INTEGER)"
 
+    def apart(self, a: str, b: str, seconds: str) -> str:
+        """Whether two times lie more than ``seconds`` apart (interval arithmetic on PostgreSQL)."""
+        if self.pg:
+            gap = f"make_interval(secs => {seconds})"
+            return f"({a} > {b} + {gap} OR {b} > {a} + {gap})"
+        return f"(abs({self.seconds(a)} - {self.seconds(b)}) > {seconds})"
+
+    def smallest_text(self, column: str) -> str:
+        """``min()`` of a text column, compared byte by byte (no locale rules: cheaper, and the same on both)."""
+        return f'min({column} COLLATE "C")' if self.pg else f"min({column})"
+
+    def from_cents(self, cents: str) -> str:
+        """Cents as an amount to store."""
+        return f"CAST(({cents}) / 100 AS NUMERIC(18, 2))" if self.pg else f"(({cents}) / 100.0)"
+
     def money(self, cents: str) -> str:
         """Cents as text with two decimals: ``1234.50``."""
         return f"CAST(({cents}) / 100 AS NUMERIC(18, 2))::text" if self.pg else f"printf('%.2f', ({cents}) / 100.0)"
@@ -40,11 +55,9 @@ class Dialect:
         """Seconds as hours with one decimal: ``72.0``."""
         return f"round(({seconds}) / 3600.0, 1)::text" if self.pg else f"printf('%.1f', ({seconds}) / 3600.0)"
 
-    def listed(self, expression: str, source: str) -> str:
-        """``a, b, c``: ``expression`` of every row of ``source`` (a subquery), sorted."""
-        if self.pg:
-            return f"(SELECT string_agg({expression}, ', ' ORDER BY {expression}) FROM {source})"
-        return f"(SELECT group_concat(x, ', ') FROM (SELECT {expression} AS x FROM {source} ORDER BY 1))"
+    def joined(self, expression: str) -> str:
+        """An aggregate: ``a, b, c``, the group's values sorted (SQLite: in the order of its input rows)."""
+        return f"string_agg({expression}, ', ' ORDER BY {expression})" if self.pg else f"group_concat({expression}, ', ')"
 
     def temp(self, name: str) -> str:
         """The start of ``CREATE TEMP TABLE name ... AS``: dropped at commit on PostgreSQL."""

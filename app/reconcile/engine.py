@@ -27,6 +27,7 @@ a break seen before is ``persisting``, one not seen again in its period ``resolv
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +39,7 @@ from app.hooks import MatchRules
 from app.reconcile.dialect import Dialect
 from app.reconcile.models import MISMATCH_TYPES
 
-__all__ = ["Params", "match", "PHASES", "WORK_MEM", "KEY_COLUMNS", "FALLBACK_COLUMNS"]
+__all__ = ["Params", "match", "tune", "PHASES", "WORK_MEM", "TUNING", "KEY_COLUMNS", "FALLBACK_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +50,22 @@ FALLBACK_COLUMNS = frozenset({"counterparty", "ifsc", "direction"})
 PHASES = ("main key", "ties", "further keys", "fallback", "settlements", "unmatched", "breaks")
 #: Memory PostgreSQL may use per hash of a run (so a million rows a side hash in memory).
 WORK_MEM = "256MB"
+#: Settings of a run's transaction on PostgreSQL: hashes in memory; no JIT (compiling the
+#: statements cost more than it saved); index lookups priced for a cached table (the later
+#: phases look up a few rows by key instead of scanning the table again).
+TUNING = {"work_mem": WORK_MEM, "jit": "off", "random_page_cost": "1.1"}
 #: Rows seen outside the period at least this far either side, so a drifted partner is found.
 MIN_MARGIN = timedelta(days=7)
 #: Outcomes of a pair that are breaks.
 BREAKS = MISMATCH_TYPES
 #: Every table a run makes.
 TEMP_TABLES = ("rc_i", "rc_e", "rc_j", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
-               "rc_cu", "rc_g")
+               "rc_cu", "rc_amb", "rc_g")
 
 FT = "fintech_transactions"
+#: What ``rc_res`` keeps of each side of an outcome: the notes and the breaks need nothing more.
+SIDE = ("id", "txn_id", "c", "t", "st")
+RES_COLUMNS = "outcome, rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, detail"
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,13 @@ class Outcome:
 
 def _money(cents) -> Decimal:
     return (Decimal(cents or 0) / 100).quantize(Decimal("0.01"))
+
+
+def tune(connection: sa.Connection) -> None:
+    """Apply :data:`TUNING` to the connection's transaction (PostgreSQL; nothing elsewhere)."""
+    if connection.dialect.name == "postgresql":
+        for name, value in TUNING.items():
+            connection.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
 
 
 def match(connection: sa.Connection, params: Params, *, on_phase: Callable[[int, str], None] | None = None) -> Outcome:
@@ -181,36 +196,56 @@ class _Run:
             f"WHEN {differ} AND {young} THEN 'pending' "
             f"WHEN {differ} THEN 'status_mismatch' "
             f"WHEN abs({i}.c - {e}.c) > :tol_cents THEN 'amount_mismatch' "
-            f"WHEN {self.drift(f'{i}.t', f'{e}.t')} > :tol_seconds THEN 'date_drift' "
+            f"WHEN {self.d.apart(f'{i}.t', f'{e}.t', ':tol_seconds')} THEN 'date_drift' "
             "ELSE 'matched' END"
         )
 
     def window_fails(self, key, i: str, e: str) -> str:
         if not key.window_hours:
             return "1 = 0"
-        return f"{self.drift(f'{i}.t', f'{e}.t')} > {int(key.window_hours * 3600)}"
+        return self.d.apart(f"{i}.t", f"{e}.t", str(int(key.window_hours * 3600)))
 
     def not_taken(self, column: str) -> str:
         """``column`` (a row id) is in no row of ``rc_res`` yet."""
         return (f"{column} NOT IN (SELECT iid FROM rc_res WHERE iid IS NOT NULL) "
                 f"AND {column} NOT IN (SELECT eid FROM rc_res WHERE eid IS NOT NULL)")
 
+    def sides(self, i: str, e: str) -> str:
+        """The ``rc_res`` columns of a pair: each side's id, txn_id, cents, time and status."""
+        return ", ".join(f"{r}.{c}" for r in (i, e) for c in SIDE)
+
+    def one(self, r: str, side: str) -> str:
+        """The ``rc_res`` columns of a row alone on ``side`` (``i`` or ``e``, or a column holding it)."""
+        if side in ("i", "e"):
+            mine = ", ".join(f"{r}.{c}" for c in SIDE)
+            empty = ", ".join("NULL" for _ in SIDE)
+            return f"{mine}, {empty}" if side == "i" else f"{empty}, {mine}"
+        return ", ".join(f"CASE WHEN {side} = '{s}' THEN {r}.{c} END" for s in ("i", "e") for c in SIDE)
+
+    def res(self, select: str, **extra) -> None:
+        """Add outcomes to ``rc_res``: ``select`` gives outcome, rule, the two sides, detail."""
+        self.x(f"INSERT INTO rc_res ({RES_COLUMNS}) {select}", **extra)
+
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        tune(self.c)
         if self.d.pg:
-            self.x(f"SET LOCAL work_mem = '{WORK_MEM}'")
             self.x("SELECT pg_advisory_xact_lock(hashtext(:lock))", lock=f"reconcile:{self.p.tenant_id}:{self.p.source}")
         for name in TEMP_TABLES:
             self.x(f"DROP TABLE IF EXISTS {name}")
         phases = (self.main_key, self.ties, self.further_keys, self.fallback, self.settlements, self.unmatched)
         for number, (phase, name) in enumerate(zip(phases, PHASES)):
             self.on_phase(number, name)
+            started = time.perf_counter()
             phase()
+            logger.debug("phase %s: %.3f s", name, time.perf_counter() - started)
         self.on_phase(len(phases), PHASES[-1])
+        started = time.perf_counter()
         outcome = self.outcome()
         self.write_breaks()
         self.resolve_unseen()
+        logger.debug("phase %s: %.3f s", PHASES[-1], time.perf_counter() - started)
         outcome.lifecycle = {
             status: count for status, count in self.x(
                 "SELECT status, count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
@@ -223,10 +258,11 @@ class _Run:
     def side(self, ledger: str) -> str:
         """One side's rows of the period and margin, grouped by the main key (one row per key)."""
         column = self.key.column
+        d = self.d
         return (
             f"SELECT coalesce({column}, '#' || CAST(id AS TEXT)) AS k, count(*) AS n, min(id) AS id, "
-            f"min(amount) AS a, min(status) AS st, min(txn_time) AS t FROM {FT} "
-            f"WHERE tenant_id = :tenant AND ledger = '{ledger}' AND source = :source "
+            f"{d.smallest_text('txn_id')} AS txn_id, min(amount) AS a, {d.smallest_text('status')} AS st, "
+            f"min(txn_time) AS t FROM {FT} WHERE tenant_id = :tenant AND ledger = '{ledger}' AND source = :source "
             "AND txn_time >= :wlo AND txn_time < :whi GROUP BY 1"
         )
 
@@ -236,20 +272,29 @@ class _Run:
             "CASE WHEN i.k IS NULL OR e.k IS NULL THEN 'left' WHEN i.n > 1 OR e.n > 1 THEN 'multi' "
             f"WHEN {self.window_fails(self.key, 'i', 'e')} THEN 'split' ELSE {self.classify('i', 'e')} END"
         )
-        columns = f"i.id AS iid, e.id AS eid, coalesce(i.k, e.k) AS k, i.c AS ic, e.c AS ec, {pair} AS outcome"
-        graded = "SELECT k, n, id, {cents} AS c, st, t FROM ({side}) g"
+        graded = "SELECT k, n, id, txn_id, {cents} AS c, st, t FROM ({side}) g"
+        internal = graded.format(cents=cents("a"), side=self.side("internal"))
+        external = graded.format(cents=cents("a"), side=self.side("external"))
+        columns = ("i.id AS iid, i.txn_id AS ix, i.c AS ic, i.t AS it, i.st AS ist, "
+                   "e.id AS eid, e.txn_id AS ex, e.c AS ec, e.t AS et, e.st AS est, "
+                   f"coalesce(i.k, e.k) AS k, {pair} AS outcome")
         if self.d.pg:
-            self.temp("rc_j", f"SELECT {columns} FROM ({graded.format(cents=cents('a'), side=self.side('internal'))}) i "
-                              f"FULL JOIN ({graded.format(cents=cents('a'), side=self.side('external'))}) e ON i.k = e.k")
+            # a matched pair (most rows) keeps only its ids and amount; OFFSET 0 computes the outcome once
+            kept = ", ".join(f"CASE WHEN outcome = 'matched' THEN NULL ELSE {c} END AS {c}"
+                             for c in ("ix", "it", "ist", "ex", "ec", "et", "est"))
+            self.temp("rc_j", f"SELECT iid, eid, ic, {kept}, CASE WHEN outcome = 'multi' THEN k END AS k, outcome "
+                              f"FROM (SELECT {columns} FROM ({internal}) i FULL JOIN ({external}) e ON i.k = e.k "
+                              "OFFSET 0) q")
         else:
-            self.temp("rc_i", graded.format(cents=cents("a"), side=self.side("internal")))
-            self.temp("rc_e", graded.format(cents=cents("a"), side=self.side("external")))
+            self.temp("rc_i", internal)
+            self.temp("rc_e", external)
             self.x("CREATE INDEX temp.rc_e_k ON rc_e (k)")
             self.x("CREATE INDEX temp.rc_i_k ON rc_i (k)")
             self.temp("rc_j", f"SELECT {columns} FROM rc_i i LEFT JOIN rc_e e ON i.k = e.k "
                               f"UNION ALL SELECT {columns} FROM rc_e e LEFT JOIN rc_i i ON i.k = e.k WHERE i.k IS NULL")
-        self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, eid, CAST(NULL AS TEXT) AS detail "
-                            f"FROM rc_j WHERE outcome IN ({self.break_list()})", rule=self.key.label)
+        self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, "
+                            f"CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
+                  rule=self.key.label)
         self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
                              "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
                              "WHERE outcome IN ('left', 'split') AND eid IS NOT NULL")
@@ -263,9 +308,8 @@ class _Run:
         d = self.d
         self.temp("rc_m", f"SELECT CASE WHEN f.ledger = 'internal' THEN 'i' ELSE 'e' END AS side, f.id, m.k, "
                           f"{d.cents('f.amount')} AS c, f.direction AS dir, f.status AS st, f.txn_time AS t, f.txn_id "
-                          f"FROM {FT} f JOIN rc_mk m ON m.k = f.{self.key.column} "
-                          "WHERE f.tenant_id = :tenant AND f.source = :source AND f.txn_time >= :wlo "
-                          "AND f.txn_time < :whi")
+                          f"FROM rc_mk m JOIN {FT} f ON f.tenant_id = :tenant AND f.{self.key.column} = m.k "
+                          "WHERE f.source = :source AND f.txn_time >= :wlo AND f.txn_time < :whi")
         # a reversal: a later row of the same side and key, the other direction, the same amount
         self.temp("rc_rev", "SELECT r.id AS rid, min(o.id) AS oid FROM rc_m r JOIN rc_m o ON o.side = r.side "
                             "AND o.k = r.k AND o.dir <> r.dir AND o.c = r.c AND (o.t < r.t OR (o.t = r.t AND o.id < r.id)) "
@@ -278,21 +322,18 @@ class _Run:
                            "row_number() OVER (PARTITION BY m.side, m.k ORDER BY m.t, m.id) AS rn "
                            "FROM rc_m m LEFT JOIN (SELECT oid, min(rid) AS rid FROM rc_rev GROUP BY oid) v ON v.oid = m.id "
                            "LEFT JOIN rc_m r ON r.id = v.rid WHERE m.id NOT IN (SELECT rid FROM rc_rev)")
-        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-               f"SELECT {self.classify('i', 'e', rev_i='i.rev', rev_e='e.rev')}, :rule, i.id, e.id, "
-               "coalesce(i.rev_note, e.rev_note) FROM rc_mr i JOIN rc_mr e ON e.k = i.k AND e.side = 'e' AND e.rn = 1 "
-               f"WHERE i.side = 'i' AND i.rn = 1 AND NOT ({self.window_fails(self.key, 'i', 'e')})",
-               rule=self.key.label)
-        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-               "SELECT 'duplicate', :rule, CASE WHEN m.side = 'i' THEN m.id END, CASE WHEN m.side = 'e' THEN m.id END, "
-               f"'the same {self.key.label} ' || m.k || ' as ' || f.txn_id || ' in the ' || {side_name} "
-               "FROM rc_mr m JOIN rc_mr f ON f.side = m.side AND f.k = m.k AND f.rn = 1 "
-               f"WHERE m.rn > 1 AND {self.in_period('m.t')}", rule=self.key.label)
+        self.res(f"SELECT {self.classify('i', 'e', rev_i='i.rev', rev_e='e.rev')}, :rule, {self.sides('i', 'e')}, "
+                 "coalesce(i.rev_note, e.rev_note) FROM rc_mr i JOIN rc_mr e ON e.k = i.k AND e.side = 'e' AND e.rn = 1 "
+                 f"WHERE i.side = 'i' AND i.rn = 1 AND NOT ({self.window_fails(self.key, 'i', 'e')})",
+                 rule=self.key.label)
+        self.res(f"SELECT 'duplicate', :rule, {self.one('m', 'm.side')}, "
+                 f"'the same {self.key.label} ' || m.k || ' as ' || f.txn_id || ' in the ' || {side_name} "
+                 "FROM rc_mr m JOIN rc_mr f ON f.side = m.side AND f.k = m.k AND f.rn = 1 "
+                 f"WHERE m.rn > 1 AND {self.in_period('m.t')}", rule=self.key.label)
         # a first row left alone: reversed on its own side is a break; else it tries the next phases
-        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-               "SELECT 'reversed', :rule, CASE WHEN m.side = 'i' THEN m.id END, CASE WHEN m.side = 'e' THEN m.id END, "
-               f"m.rev_note || '; the other side has no record of it' FROM rc_mr m WHERE m.rn = 1 AND m.rev = 1 "
-               f"AND {self.in_period('m.t')} AND {self.not_taken('m.id')}", rule=self.key.label)
+        self.res(f"SELECT 'reversed', :rule, {self.one('m', 'm.side')}, "
+                 "m.rev_note || '; the other side has no record of it' FROM rc_mr m WHERE m.rn = 1 AND m.rev = 1 "
+                 f"AND {self.in_period('m.t')} AND {self.not_taken('m.id')}", rule=self.key.label)
         self.x(f"INSERT INTO rc_left (id, side) SELECT m.id, m.side FROM rc_mr m WHERE m.rn = 1 AND m.rev = 0 "
                f"AND {self.not_taken('m.id')}")
 
@@ -327,7 +368,7 @@ class _Run:
             f"SELECT i.id AS iid, e.id AS eid FROM rc_l i JOIN rc_l e ON e.side = 'e' AND {equal} "
             f"WHERE i.side = 'i' AND i.settle = 0 AND e.settle = 0 AND (i.{main} IS NULL OR e.{main} IS NULL) "
             "AND abs(i.c - e.c) <= :tol_cents "
-            f"AND {self.drift('i.t', 'e.t')} <= :tol_seconds "
+            f"AND NOT {self.d.apart('i.t', 'e.t', ':tol_seconds')} "
             "AND (i.direction IS NULL OR e.direction IS NULL OR i.direction = e.direction)",
             rule="amount + date + " + " + ".join(rules.fallback),
             what="amount, date and " + " and ".join(rules.fallback),
@@ -340,17 +381,18 @@ class _Run:
         self.temp("rc_c", candidates)
         self.temp("rc_cu", "SELECT iid, eid FROM rc_c WHERE iid IN (SELECT iid FROM rc_c GROUP BY iid HAVING count(*) = 1) "
                            "AND eid IN (SELECT eid FROM rc_c GROUP BY eid HAVING count(*) = 1)")
-        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-               f"SELECT {self.classify('i', 'e')}, :rule, i.id, e.id, NULL FROM rc_cu u "
-               "JOIN rc_l i ON i.id = u.iid JOIN rc_l e ON e.id = u.eid", rule=rule)
+        self.res(f"SELECT {self.classify('i', 'e')}, :rule, {self.sides('i', 'e')}, NULL FROM rc_cu u "
+                 "JOIN rc_l i ON i.id = u.iid JOIN rc_l e ON e.id = u.eid", rule=rule)
         for side, mine, theirs, where in (("i", "iid", "eid", "the bank / switch file"), ("e", "eid", "iid", "the ledger")):
-            listed = self.d.listed("o.txn_id", f"rc_c cc JOIN rc_l o ON o.id = cc.{theirs} WHERE cc.{mine} = r.id")
-            self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-                   f"SELECT 'ambiguous', :rule, {'r.id' if side == 'i' else 'NULL'}, {'r.id' if side == 'e' else 'NULL'}, "
-                   f"CAST((SELECT count(*) FROM rc_c cc WHERE cc.{mine} = r.id) AS TEXT) || ' candidates in {where} with the "
-                   f"{what} of this row, or candidates shared with other rows: ' || {listed} || '; not matched, never guessed' "
-                   f"FROM rc_l r WHERE r.side = '{side}' AND r.id IN (SELECT {mine} FROM rc_c) "
-                   f"AND r.id NOT IN (SELECT {mine} FROM rc_cu) AND {self.in_period('r.t')}", rule=rule)
+            self.x("DROP TABLE IF EXISTS rc_amb")
+            self.temp("rc_amb", f"SELECT mine AS id, count(*) AS n, {self.d.joined('txn_id')} AS listed FROM "
+                                f"(SELECT cc.{mine} AS mine, o.txn_id FROM rc_c cc JOIN rc_l o ON o.id = cc.{theirs} "
+                                "ORDER BY 1, 2) x GROUP BY mine")
+            self.res(f"SELECT 'ambiguous', :rule, {self.one('r', side)}, "
+                     f"CAST(a.n AS TEXT) || ' candidates in {where} with the {what} of this row, or candidates shared "
+                     "with other rows: ' || a.listed || '; not matched, never guessed' "
+                     f"FROM rc_l r JOIN rc_amb a ON a.id = r.id WHERE r.side = '{side}' "
+                     f"AND r.id NOT IN (SELECT {mine} FROM rc_cu) AND {self.in_period('r.t')}", rule=rule)
         self.x("DELETE FROM rc_l WHERE id IN (SELECT iid FROM rc_c) OR id IN (SELECT eid FROM rc_c)")
 
     def settlements(self) -> None:
@@ -368,38 +410,31 @@ class _Run:
                           "GROUP BY sd, coalesce(direction, '')) g ON g.sd = s.sd AND g.dir = coalesce(s.direction, '') "
                           f"WHERE s.settle = 1 AND s.side = '{one}' AND {self.in_period('s.t')}")
         fits = f"(g.total - g.sc) * 10000 <= g.total * {basis_points} + :tol_cents * 10000 AND g.total - g.sc >= -:tol_cents"
-        member = "m.id" if many == "i" else "g.sid"
-        other = "g.sid" if many == "i" else "m.id"
+        pair = self.sides("m", "s") if many == "i" else self.sides("s", "m")
         rule = "settlement date group"
-        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-               f"SELECT CASE WHEN {fits} THEN 'matched' ELSE 'grouped' END, :rule, {member}, {other}, NULL "
-               f"FROM rc_g g JOIN rc_l m ON m.side = '{many}' AND m.settle = 0 AND m.st = 'SUCCESS' AND m.sd = g.sd "
-               "AND coalesce(m.direction, '') = coalesce((SELECT direction FROM rc_l s WHERE s.id = g.sid), '') "
-               "WHERE g.rivals = 1", rule=rule)
+        self.res(f"SELECT CASE WHEN {fits} THEN 'matched' ELSE 'grouped' END, :rule, {pair}, NULL "
+                 "FROM rc_g g JOIN rc_l s ON s.id = g.sid "
+                 f"JOIN rc_l m ON m.side = '{many}' AND m.settle = 0 AND m.st = 'SUCCESS' AND m.sd = g.sd "
+                 "AND coalesce(m.direction, '') = coalesce(s.direction, '') WHERE g.rivals = 1", rule=rule)
         d = self.d
         theirs = "ledger" if many == "i" else "bank / switch file"
-        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-               f"SELECT CASE WHEN g.rivals > 1 THEN 'ambiguous' ELSE 'amount_mismatch' END, :rule, "
-               f"{'NULL' if many == 'i' else 'g.sid'}, {'g.sid' if many == 'i' else 'NULL'}, "
-               f"CASE WHEN g.rivals > 1 THEN CAST(g.rivals AS TEXT) || ' settlement rows for ' || CAST(g.sd AS TEXT) "
-               "|| '; not matched, never guessed' "
-               f"ELSE 'the settlement of ' || CAST(g.sd AS TEXT) || ' is ' || {d.money('g.sc')} || ' against ' "
-               f"|| CAST(g.n AS TEXT) || ' payments in the {theirs} summing ' || {d.money('g.total')} "
-               f"|| ': the difference ' || {d.money('g.total - g.sc')} || ' is not a fee of 0 to {grouping.max_fee_percent} %' END "
-               f"FROM rc_g g WHERE g.rivals > 1 OR NOT ({fits})", rule=rule)
+        self.res(f"SELECT CASE WHEN g.rivals > 1 THEN 'ambiguous' ELSE 'amount_mismatch' END, :rule, {self.one('s', one)}, "
+                 f"CASE WHEN g.rivals > 1 THEN CAST(g.rivals AS TEXT) || ' settlement rows for ' || CAST(g.sd AS TEXT) "
+                 "|| '; not matched, never guessed' "
+                 f"ELSE 'the settlement of ' || CAST(g.sd AS TEXT) || ' is ' || {d.money('g.sc')} || ' against ' "
+                 f"|| CAST(g.n AS TEXT) || ' payments in the {theirs} summing ' || {d.money('g.total')} "
+                 f"|| ': the difference ' || {d.money('g.total - g.sc')} || ' is not a fee of 0 to {grouping.max_fee_percent} %' END "
+                 f"FROM rc_g g JOIN rc_l s ON s.id = g.sid WHERE g.rivals > 1 OR NOT ({fits})", rule=rule)
 
     def unmatched(self) -> None:
-        self.x("INSERT INTO rc_res (outcome, rule, iid, eid, detail) "
-               f"SELECT CASE WHEN NOT {self.in_period('t')} THEN 'outside' "
-               "WHEN st = 'PENDING' AND t > :grace THEN 'pending' "
-               "WHEN side = 'i' THEN 'missing_external' ELSE 'missing_internal' END, NULL, "
-               "CASE WHEN side = 'i' THEN id END, CASE WHEN side = 'e' THEN id END, NULL "
-               f"FROM rc_l WHERE {self.not_taken('id')}")
+        self.res("SELECT CASE WHEN NOT " + self.in_period("l.t") + " THEN 'outside' "
+                 "WHEN l.st = 'PENDING' AND l.t > :grace THEN 'pending' "
+                 "WHEN l.side = 'i' THEN 'missing_external' ELSE 'missing_internal' END, NULL, "
+                 f"{self.one('l', 'l.side')}, NULL FROM rc_l l WHERE {self.not_taken('l.id')}")
 
     # -- results -------------------------------------------------------------------------------
 
     def outcome(self) -> Outcome:
-        d = self.d
         out = Outcome()
         for name, count in self.x("SELECT outcome, count(*) FROM rc_j WHERE outcome IN ('matched', 'pending') "
                                   "GROUP BY outcome"):
@@ -407,18 +442,15 @@ class _Run:
         for name, count in self.x("SELECT outcome, count(*) FROM rc_res GROUP BY outcome"):
             out.counts[name] = out.counts.get(name, 0) + count
         first = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
-        later = self.x(
-            f"SELECT count(*), coalesce(sum({d.cents('f.amount')}), 0) FROM {FT} f "
-            "WHERE f.id IN (SELECT iid FROM rc_res WHERE outcome = 'matched')").one()
-        out.matched_count = first[0] + later[0]
-        out.matched_amount = _money(first[1]) + _money(later[1])
-        out.matched_external_count = first[0] + self.x(
-            f"SELECT count(*) FROM {FT} f WHERE f.id IN (SELECT eid FROM rc_res WHERE outcome = 'matched')").scalar()
-        unmatched = self.x(
-            f"SELECT (SELECT coalesce(sum({d.cents('f.amount')}), 0) FROM {FT} f JOIN rc_res r ON r.iid = f.id "
-            "WHERE r.outcome = 'missing_external'), "
-            f"(SELECT coalesce(sum({d.cents('f.amount')}), 0) FROM {FT} f JOIN rc_res r ON r.eid = f.id "
-            "WHERE r.outcome = 'missing_internal')").one()
+        # a settlement group pairs one row with many: each row of a side counts once
+        internal = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM (SELECT DISTINCT iid, ic FROM rc_res "
+                          "WHERE outcome = 'matched') x").one()
+        external = self.x("SELECT count(DISTINCT eid) FROM rc_res WHERE outcome = 'matched'").scalar()
+        out.matched_count = first[0] + internal[0]
+        out.matched_external_count = first[0] + external
+        out.matched_amount = _money(first[1]) + _money(internal[1])
+        unmatched = self.x("SELECT coalesce(sum(CASE WHEN outcome = 'missing_external' THEN ic END), 0), "
+                           "coalesce(sum(CASE WHEN outcome = 'missing_internal' THEN ec END), 0) FROM rc_res").one()
         out.unmatched_internal_amount, out.unmatched_external_amount = _money(unmatched[0]), _money(unmatched[1])
         return out
 
@@ -430,22 +462,21 @@ class _Run:
             tried += ", or amount + date + " + " + ".join(rules.fallback)
 
         def told(x: str) -> str:
-            return (f"coalesce({x}.txn_id || ' ' || {d.money(d.cents(f'{x}.amount'))} || ' ' || coalesce({x}.status, 'no status') "
-                    f"|| ' on ' || coalesce({d.minute(f'{x}.txn_time')}, 'no date'), 'none')")
+            return (f"coalesce(r.{x}x || ' ' || {d.money(f'r.{x}c')} || ' ' || coalesce(r.{x}st, 'no status') "
+                    f"|| ' on ' || coalesce({d.minute(f'r.{x}t')}, 'no date'), 'none')")
 
         tolerance = f"{self.p.amount_tolerance:.2f}"
-        difference = f"abs({d.cents('i.amount')} - {d.cents('e.amount')})"
         headline = (
             "CASE r.outcome "
             f"WHEN 'missing_internal' THEN 'Only in the bank / switch file: no ledger row matches it by {tried}' "
             f"WHEN 'missing_external' THEN 'Only in the ledger: no bank / switch row matches it by {tried}' "
-            f"WHEN 'amount_mismatch' THEN coalesce(r.detail, 'Amounts differ by ' || {d.money(difference)} "
-            f"|| ' (tolerance {tolerance}): ledger ' || {d.money(d.cents('i.amount'))} || ', bank ' || {d.money(d.cents('e.amount'))}) "
-            "WHEN 'status_mismatch' THEN 'Statuses differ: ledger ' || coalesce(i.status, 'none') || ', bank ' || "
-            "coalesce(e.status, 'none') "
-            f"WHEN 'date_drift' THEN 'Dates differ by ' || {d.hours(self.drift('i.txn_time', 'e.txn_time'))} || ' h "
-            f"(tolerance {self.p.date_tolerance_hours} h): ledger ' || {d.minute('i.txn_time')} || ', bank ' || "
-            f"{d.minute('e.txn_time')} "
+            f"WHEN 'amount_mismatch' THEN coalesce(r.detail, 'Amounts differ by ' || {d.money('abs(r.ic - r.ec)')} "
+            f"|| ' (tolerance {tolerance}): ledger ' || {d.money('r.ic')} || ', bank ' || {d.money('r.ec')}) "
+            "WHEN 'status_mismatch' THEN 'Statuses differ: ledger ' || coalesce(r.ist, 'none') || ', bank ' || "
+            "coalesce(r.est, 'none') "
+            f"WHEN 'date_drift' THEN 'Dates differ by ' || {d.hours(self.drift('r.it', 'r.et'))} || ' h "
+            f"(tolerance {self.p.date_tolerance_hours} h): ledger ' || {d.minute('r.it')} || ', bank ' || "
+            f"{d.minute('r.et')} "
             "WHEN 'duplicate' THEN 'The same payment twice: ' || r.detail "
             "WHEN 'reversed' THEN 'Paid, then reversed: ' || coalesce(r.detail, 'a reversal') "
             "ELSE coalesce(r.detail, r.outcome) END"
@@ -455,17 +486,16 @@ class _Run:
 
     def write_breaks(self) -> None:
         """Upsert this run's breaks under their stable key."""
-        source = self.p.source
+        d = self.d
         self.x(
             "INSERT INTO reconciliations (tenant_id, break_key, source, rule, mismatch_type, internal_txn_id, "
             "external_txn_id, internal_amount, external_amount, internal_time, external_time, internal_status, "
             "external_status, notes, status, run_id, first_run_id, created_at, updated_at) "
-            f"SELECT :tenant, :source || '|' || r.outcome || '|' || coalesce(i.txn_id, '') || '|' || "
-            f"coalesce(e.txn_id, ''), :source, r.rule, r.outcome, i.txn_id, e.txn_id, i.amount, e.amount, i.txn_time, "
-            f"e.txn_time, i.status, e.status, {self.notes()}, 'new', :run, :run, :now, :now "
-            f"FROM rc_res r LEFT JOIN {FT} i ON i.id = r.iid LEFT JOIN {FT} e ON e.id = r.eid "
+            f"SELECT :tenant, :source || '|' || r.outcome || '|' || coalesce(r.ix, '') || '|' || coalesce(r.ex, ''), "
+            f":source, r.rule, r.outcome, r.ix, r.ex, {d.from_cents('r.ic')}, {d.from_cents('r.ec')}, r.it, r.et, "
+            f"r.ist, r.est, {self.notes()}, 'new', :run, :run, :now, :now FROM rc_res r "
             f"WHERE r.outcome IN ({self.break_list()}) "
-            "ORDER BY r.outcome, coalesce(i.txn_id, ''), coalesce(e.txn_id, '') "
+            "ORDER BY r.outcome, coalesce(r.ix, ''), coalesce(r.ex, '') "
             "ON CONFLICT (tenant_id, break_key) DO UPDATE SET "
             "status = CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.status "
             "WHEN reconciliations.status = 'resolved' THEN 'new' ELSE 'persisting' END, "
@@ -475,7 +505,6 @@ class _Run:
             "internal_status = excluded.internal_status, external_status = excluded.external_status, "
             "updated_at = CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.updated_at "
             "ELSE excluded.updated_at END",
-            source=source,
         )
 
     def resolve_unseen(self) -> None:

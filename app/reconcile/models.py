@@ -45,16 +45,13 @@ class ReconciliationRun(TenantScoped, Base):
 class Reconciliation(TenantScoped, Base):
     """One break (the seed's ``reconciliations``), kept across runs under a stable ``break_key``.
 
-    ``run_id`` is the last run that saw it (or resolved it); ``status`` is ``new`` the first
+    ``run_id`` is the last run that saw it (or resolved it), ``first_run_id`` the first; ``status`` is ``new`` the first
     time, ``persisting`` when a later run finds it again, ``resolved`` when a run of its
     period no longer does.
     """
 
     __tablename__ = "reconciliations"
-    __table_args__ = (
-        sa.UniqueConstraint("tenant_id", "break_key"),
-        sa.Index("ix_reconciliations_tenant_id_run_id", "tenant_id", "run_id"),
-    )
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "break_key"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)
@@ -63,8 +60,8 @@ class Reconciliation(TenantScoped, Base):
     mismatch_type: Mapped[str] = mapped_column(sa.String(32))
     notes: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    run_id: Mapped[int | None] = mapped_column(
-        BigID, sa.ForeignKey("reconciliation_runs.id", ondelete="SET NULL"))
+    #: no foreign key: a run writes up to a row per break, and checking each one cost more than the rows
+    run_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     first_run_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     break_key: Mapped[str | None] = mapped_column(sa.String(200))
     source: Mapped[str | None] = mapped_column(sa.String(32))

@@ -8,7 +8,8 @@ Create Date: 2026-11-25
 The seed's ``reconciliations`` keeps its columns and gains what a break needs to live
 across runs: the run that last saw it, a ``break_key`` unique per tenant, its status
 (new / persisting / resolved), the rule that fired, and both sides' amounts, times and
-statuses.
+statuses. ``fintech_transactions`` gets an index on (tenant_id, reference): a run looks up
+the rows of a few RRNs / UTRs (ties on one side, the rows no key paired) by it.
 """
 import sqlalchemy as sa
 from alembic import op
@@ -30,7 +31,7 @@ JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 #: The columns 0005 adds to ``reconciliations``.
 NEW_COLUMNS = (
-    ("run_id", BigID), ("first_run_id", sa.BigInteger()), ("break_key", sa.String(length=200)),
+    ("run_id", sa.BigInteger()), ("first_run_id", sa.BigInteger()), ("break_key", sa.String(length=200)),
     ("source", sa.String(length=32)), ("rule", sa.String(length=64)),
     ("internal_amount", sa.Numeric(precision=18, scale=2)), ("external_amount", sa.Numeric(precision=18, scale=2)),
     ("internal_time", sa.DateTime(timezone=True)), ("external_time", sa.DateTime(timezone=True)),
@@ -66,14 +67,12 @@ def upgrade() -> None:
         for name, type_ in NEW_COLUMNS:
             batch_op.add_column(sa.Column(name, type_, nullable=True))
         batch_op.add_column(sa.Column("status", sa.String(length=16), server_default="new", nullable=False))
-        batch_op.create_foreign_key(
-            batch_op.f("fk_reconciliations_run_id_reconciliation_runs"), "reconciliation_runs",
-            ["run_id"], ["id"], ondelete="SET NULL",
-        )
         batch_op.create_unique_constraint(
             batch_op.f("uq_reconciliations_tenant_id_break_key"), ["tenant_id", "break_key"]
         )
-        batch_op.create_index("ix_reconciliations_tenant_id_run_id", ["tenant_id", "run_id"], unique=False)
+
+    with op.batch_alter_table("fintech_transactions") as batch_op:
+        batch_op.create_index("ix_fintech_transactions_tenant_id_reference", ["tenant_id", "reference"], unique=False)
 
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE reconciliation_runs ENABLE ROW LEVEL SECURITY")
@@ -84,10 +83,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fintech_transactions") as batch_op:
+        batch_op.drop_index("ix_fintech_transactions_tenant_id_reference")
     with op.batch_alter_table("reconciliations") as batch_op:
-        batch_op.drop_index("ix_reconciliations_tenant_id_run_id")
         batch_op.drop_constraint(batch_op.f("uq_reconciliations_tenant_id_break_key"), type_="unique")
-        batch_op.drop_constraint(batch_op.f("fk_reconciliations_run_id_reconciliation_runs"), type_="foreignkey")
         batch_op.drop_column("status")
         for name, _type in reversed(NEW_COLUMNS):
             batch_op.drop_column(name)
