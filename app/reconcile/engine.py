@@ -50,10 +50,12 @@ FALLBACK_COLUMNS = frozenset({"counterparty", "ifsc", "direction"})
 PHASES = ("main key", "ties", "further keys", "fallback", "settlements", "unmatched", "breaks")
 #: Memory PostgreSQL may use per hash of a run (so a million rows a side hash in memory).
 WORK_MEM = "256MB"
-#: Settings of a run's transaction on PostgreSQL: hashes in memory; no JIT (compiling the
-#: statements cost more than it saved); index lookups priced for a cached table (the later
-#: phases look up a few rows by key instead of scanning the table again).
-TUNING = {"work_mem": WORK_MEM, "jit": "off", "random_page_cost": "1.1"}
+#: Settings of a run's transaction on PostgreSQL: hashes in memory, and no JIT (compiling the
+#: statements cost more than it saved).
+TUNING = {"work_mem": WORK_MEM, "jit": "off"}
+#: After the main key, on PostgreSQL: index lookups priced for a cached table, so the later
+#: phases look up their few rows by key instead of scanning the table again.
+LOOKUPS = {"random_page_cost": "1.1"}
 #: Rows seen outside the period at least this far either side, so a drifted partner is found.
 MIN_MARGIN = timedelta(days=7)
 #: Outcomes of a pair that are breaks.
@@ -119,10 +121,10 @@ def _money(cents) -> Decimal:
     return (Decimal(cents or 0) / 100).quantize(Decimal("0.01"))
 
 
-def tune(connection: sa.Connection) -> None:
-    """Apply :data:`TUNING` to the connection's transaction (PostgreSQL; nothing elsewhere)."""
+def tune(connection: sa.Connection, settings: dict[str, str] = TUNING) -> None:
+    """Apply :data:`TUNING` (or other settings) to the connection's transaction (PostgreSQL only)."""
     if connection.dialect.name == "postgresql":
-        for name, value in TUNING.items():
+        for name, value in settings.items():
             connection.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
 
 
@@ -148,6 +150,8 @@ class _Run:
         self.p = params
         self.d = Dialect(connection.dialect.name)
         self.on_phase = on_phase or (lambda _n, _name: None)
+        #: the main key's matched pairs: how many, and their ledger amount in cents
+        self.matched: tuple = (0, 0)
         rules = params.rules
         self.key = rules.keys[0]
         for column in [k.column for k in rules.keys]:
@@ -279,12 +283,13 @@ class _Run:
                    "e.id AS eid, e.txn_id AS ex, e.c AS ec, e.t AS et, e.st AS est, "
                    f"coalesce(i.k, e.k) AS k, {pair} AS outcome")
         if self.d.pg:
-            # a matched pair (most rows) keeps only its ids and amount; OFFSET 0 computes the outcome once
-            kept = ", ".join(f"CASE WHEN outcome = 'matched' THEN NULL ELSE {c} END AS {c}"
-                             for c in ("ix", "it", "ist", "ex", "ec", "et", "est"))
-            self.temp("rc_j", f"SELECT iid, eid, ic, {kept}, CASE WHEN outcome = 'multi' THEN k END AS k, outcome "
-                              f"FROM (SELECT {columns} FROM ({internal}) i FULL JOIN ({external}) e ON i.k = e.k "
-                              "OFFSET 0) q")
+            # matched pairs (most rows) are only counted: rc_j keeps the rest
+            joined = f"SELECT {columns} FROM ({internal}) i FULL JOIN ({external}) e ON i.k = e.k"
+            self.x(f"{self.d.temp('rc_j')} {joined} WITH NO DATA")
+            self.matched = self.x(f"WITH q AS ({joined}), kept AS (INSERT INTO rc_j SELECT * FROM q "
+                                  "WHERE outcome <> 'matched') SELECT count(*), coalesce(sum(ic), 0) FROM q "
+                                  "WHERE outcome = 'matched'").one()
+            self.x("ANALYZE rc_j")
         else:
             self.temp("rc_i", internal)
             self.temp("rc_e", external)
@@ -292,6 +297,8 @@ class _Run:
             self.x("CREATE INDEX temp.rc_i_k ON rc_i (k)")
             self.temp("rc_j", f"SELECT {columns} FROM rc_i i LEFT JOIN rc_e e ON i.k = e.k "
                               f"UNION ALL SELECT {columns} FROM rc_e e LEFT JOIN rc_i i ON i.k = e.k WHERE i.k IS NULL")
+            self.matched = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
+            self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
         self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, "
                             f"CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
                   rule=self.key.label)
@@ -299,6 +306,7 @@ class _Run:
                              "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
                              "WHERE outcome IN ('left', 'split') AND eid IS NOT NULL")
         self.temp("rc_mk", "SELECT k FROM rc_j WHERE outcome = 'multi'")
+        tune(self.c, LOOKUPS)
 
     def break_list(self) -> str:
         return ", ".join(f"'{name}'" for name in BREAKS)
@@ -436,12 +444,10 @@ class _Run:
 
     def outcome(self) -> Outcome:
         out = Outcome()
-        for name, count in self.x("SELECT outcome, count(*) FROM rc_j WHERE outcome IN ('matched', 'pending') "
-                                  "GROUP BY outcome"):
-            out.counts[name] = out.counts.get(name, 0) + count
+        first = self.matched  # the main key's pairs: counted, not kept
+        out.counts = {"matched": first[0], "pending": self.x("SELECT count(*) FROM rc_j WHERE outcome = 'pending'").scalar()}
         for name, count in self.x("SELECT outcome, count(*) FROM rc_res GROUP BY outcome"):
             out.counts[name] = out.counts.get(name, 0) + count
-        first = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
         # a settlement group pairs one row with many: each row of a side counts once
         internal = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM (SELECT DISTINCT iid, ic FROM rc_res "
                           "WHERE outcome = 'matched') x").one()
