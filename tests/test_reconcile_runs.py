@@ -104,3 +104,36 @@ def test_the_postgresql_and_sqlite_paths_agree_on_the_same_fixtures(db, sqlite_a
                                  "ambiguous": 3}
     assert summary["matched"] == {"count": 10, "external_count": 8, "amount": "1540.25"}
     assert len(rows) == 10
+
+
+def test_a_run_cancelled_between_phases_writes_nothing_and_says_so(db):
+    import pytest
+
+    from app.reconcile import service
+    from app.reconcile.models import ReconciliationRun
+    from app.scheduling.kinds import JobCancelled
+    from app.settings import get_settings
+    from app.tenancy.scoping import tenant_session
+
+    t = tenant()
+    add(t, "internal", "MI1", "5.00", reference=RRN(1))
+    run_id, _ = reconcile(t)
+    add(t, "external", "MI1", "5.00", reference=RRN(1))
+    add(t, "external", "NEW", "6.00", reference=RRN(2))
+    seen = []
+
+    def stop_at_fallback(number: int, name: str) -> None:
+        seen.append(name)
+        if name == "fallback":
+            raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        service.run_reconciliation(get_settings(), tenant_id=t, run_id=run_id, on_phase=stop_at_fallback)
+    assert seen == ["main key", "ties", "further keys", "fallback"]
+    assert [(b.internal_txn_id, b.status) for b in breaks(t)] == [("MI1", "new")]  # rolled back
+    with tenant_session(t) as session:
+        assert session.get(ReconciliationRun, run_id).state == "cancelled"
+    # run again (as a retry would): it finishes
+    service.run_reconciliation(get_settings(), tenant_id=t, run_id=run_id)
+    assert [(b.mismatch_type, b.status) for b in breaks(t)] == [("missing_external", "resolved"),
+                                                                ("missing_internal", "new")]

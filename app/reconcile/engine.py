@@ -490,6 +490,10 @@ class _Run:
         return (f"{headline} || '.' || coalesce(' Rule: ' || r.rule || '.', '') || ' Ledger: ' || {told('i')} "
                 f"|| '; bank: ' || {told('e')} || '.'")
 
+    def break_key(self) -> str:
+        """A break's identity across runs: source, type and both txn ids."""
+        return "(:source || '|' || r.outcome || '|' || coalesce(r.ix, '') || '|' || coalesce(r.ex, ''))"
+
     def write_breaks(self) -> None:
         """Upsert this run's breaks under their stable key."""
         d = self.d
@@ -497,7 +501,7 @@ class _Run:
             "INSERT INTO reconciliations (tenant_id, break_key, source, rule, mismatch_type, internal_txn_id, "
             "external_txn_id, internal_amount, external_amount, internal_time, external_time, internal_status, "
             "external_status, notes, status, run_id, first_run_id, created_at, updated_at) "
-            f"SELECT :tenant, :source || '|' || r.outcome || '|' || coalesce(r.ix, '') || '|' || coalesce(r.ex, ''), "
+            f"SELECT :tenant, {self.break_key()}, "
             f":source, r.rule, r.outcome, r.ix, r.ex, {d.from_cents('r.ic')}, {d.from_cents('r.ec')}, r.it, r.et, "
             f"r.ist, r.est, {self.notes()}, 'new', :run, :run, :now, :now FROM rc_res r "
             f"WHERE r.outcome IN ({self.break_list()}) "
@@ -514,8 +518,9 @@ class _Run:
         )
 
     def resolve_unseen(self) -> None:
-        """Breaks of this source and period that this run did not find again are resolved."""
+        """Breaks of this source and period that this run did not find (again) are resolved."""
         when = "coalesce(internal_time, external_time)"
         self.x(f"UPDATE reconciliations SET status = 'resolved', run_id = :run, updated_at = :now "
                "WHERE tenant_id = :tenant AND source = :source AND status <> 'resolved' "
-               f"AND (run_id IS NULL OR run_id <> :run) AND {when} >= :lo AND {when} < :hi")
+               f"AND {when} >= :lo AND {when} < :hi AND break_key NOT IN "
+               f"(SELECT {self.break_key()} FROM rc_res r WHERE r.outcome IN ({self.break_list()}))")

@@ -19,7 +19,7 @@ MISMATCH_TYPES = ("missing_internal", "missing_external", "amount_mismatch", "st
 #: A break's life across runs of the same period: first seen, seen again, gone.
 BREAK_STATUSES = ("new", "persisting", "resolved")
 #: A run's state.
-RUN_STATES = ("queued", "running", "succeeded", "failed")
+RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 class ReconciliationRun(TenantScoped, Base):

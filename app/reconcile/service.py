@@ -20,7 +20,7 @@ from app.reconcile import engine
 from app.reconcile.models import BREAK_STATUSES, MISMATCH_TYPES, Reconciliation, ReconciliationRun
 from app.reconcile.rules import find_rules, grace_hours
 from app.scheduling import jobs
-from app.scheduling.kinds import JobFailed
+from app.scheduling.kinds import JobCancelled, JobFailed
 from app.scheduling.models import Job
 from app.settings import Settings
 from app.csv_export import stream_csv
@@ -166,9 +166,10 @@ def run_reconciliation(
             run = session.get(ReconciliationRun, run_id)
             summary = outcome.as_summary()
             run.state, run.summary, run.finished_at = "succeeded", summary, utcnow()
-    except BaseException:
+    except BaseException as exc:
+        state = "cancelled" if isinstance(exc, JobCancelled) else "failed"
         with tenant_session(tenant_id) as session:
-            session.execute(sa.update(ReconciliationRun).where(ReconciliationRun.id == run_id).values(state="failed"))
+            session.execute(sa.update(ReconciliationRun).where(ReconciliationRun.id == run_id).values(state=state))
         raise
     logger.info("reconciled %s %s..%s: %s breaks", source, run.period_from, run.period_to, summary["total_breaks"],
                 extra={"tenant_id": tenant_id, "run_id": run_id})
