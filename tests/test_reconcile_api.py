@@ -1,10 +1,9 @@
 """The reconciliation API: enqueue checks, runs, breaks (filters, pages, CSV), tenants; end to end with a worker."""
-import dramatiq
 import pytest
 
 from tests.helpers import assert_cross_tenant_404, job_row, sign_up, wait_for
 from tests.test_ingest_support import EXAMPLES, enqueued, uploaded
-from tests.test_reconcile_support import add, at, reconcile
+from tests.test_reconcile_support import add, at, reconcile, worker  # noqa: F401
 
 BODY = {"source": "UPI", "from": "2026-11-01", "to": "2026-11-07", "amount_tolerance": "0.00",
         "date_tolerance_hours": 48}
@@ -107,18 +106,6 @@ def test_breaks_filtered_paged_and_exported_for_one_tenant_only(client):
     assert get("limit=10", b)["items"] == [] and csv_text(client, b).count("\n") == 1
     assert_cross_tenant_404(client, "GET", f"/reconciliation-runs/{second}", other=b)
     assert client.get(f"/reconciliation-runs/{second}", headers=a.headers).get_json()["state"] == "succeeded"
-
-
-@pytest.fixture
-def worker(real_settings, db):
-    from app.tasks import broker
-
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
-    broker.flush_all()
 
 
 def test_ingest_both_ledgers_then_reconcile_them_with_a_worker(client, worker):

@@ -1,24 +1,11 @@
 """fairq reconcile --tenant T --source S --from D --to D: enqueue, follow with a progress bar, summarise."""
-import dramatiq
 import pytest
 
 from app.tenancy import service
 from tests.conftest import ROOT, run_fairq
-from tests.test_reconcile_support import add
+from tests.test_reconcile_support import add, worker  # noqa: F401
 
 PERIOD = ("--from", "2026-11-01", "--to", "2026-11-07")
-
-
-@pytest.fixture
-def worker(real_settings, db):
-    from app.tasks import broker
-
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
-    broker.flush_all()
 
 
 def test_reconcile_and_follow_it(worker):

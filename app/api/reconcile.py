@@ -6,8 +6,9 @@ from decimal import Decimal as Exact
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Date, DateTime, Decimal, Dict, Integer, String
 from apiflask.validators import Length, OneOf, Range
-from flask import Response, current_app, stream_with_context
+from flask import current_app
 
+from app.api.downloads import csv_download
 from app.api.guards import tenant_user_required
 from app.api.jobs import accepted, idempotency_key
 from app.api.pagination import PageIn, page, page_of
@@ -15,7 +16,6 @@ from app.reconcile import service
 from app.reconcile.models import BREAK_STATUSES, MISMATCH_TYPES, RUN_STATES
 from app.scheduling.models import PRIORITIES
 from app.tenancy.identity import current_identity, request_session
-from app.tenancy.scoping import tenant_session
 from app.tenancy.service import require_same_tenant
 
 bp = APIBlueprint("reconcile", __name__, tag="Reconciliation")
@@ -132,12 +132,7 @@ def list_breaks(query):
     tenant_id = current_identity().tenant_id
     where = service.BreakFilter(**{name: query.get(name) for name in ("run_id", "mismatch_type", "status", "source")})
     if query["format"] == "csv":
-        def rows():
-            with tenant_session(tenant_id) as session:  # its own session: the stream outlives the request
-                yield from service.export_csv(session, where)
-
-        return Response(stream_with_context(rows()), mimetype="text/csv",
-                        headers={"Content-Disposition": "attachment; filename=reconciliations.csv"})
+        return csv_download(tenant_id, lambda session: service.export_csv(session, where), "reconciliations.csv")
     items = service.search(request_session(), where, after=query.get("after"), limit=query["limit"])
     return page(items, limit=query["limit"])
 
