@@ -171,6 +171,21 @@ def sqlite_app(tmp_path):
     use_settings(None)
 
 
+@pytest.fixture
+def worker(real_settings, db):
+    """An in-process Dramatiq worker on RabbitMQ (2 threads)."""
+    import dramatiq
+
+    from app.tasks import broker
+
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
+    broker.flush_all()
+
+
 def run_fairq(*args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd=None):
     """Run the ``fairq`` console script; returns the completed process."""
     return subprocess.run(

@@ -2,22 +2,8 @@
 import os
 import subprocess
 
-import dramatiq
-import pytest
-
 from app.tenancy import service
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-def worker(real_settings, db):
-    from app.tasks import broker
-
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
 
 
 def fairq(real_settings, *args):

@@ -3,7 +3,7 @@ import pytest
 
 from app.tenancy import service
 from tests.conftest import ROOT, run_fairq
-from tests.test_reconcile_support import add, worker  # noqa: F401
+from tests.test_reconcile_support import add
 
 PERIOD = ("--from", "2026-11-01", "--to", "2026-11-07")
 

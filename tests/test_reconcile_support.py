@@ -24,21 +24,6 @@ def backend(request):
     return request.param
 
 
-@pytest.fixture
-def worker(real_settings, db):
-    """An in-process Dramatiq worker on RabbitMQ (2 threads)."""
-    import dramatiq
-
-    from app.tasks import broker
-
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
-    broker.flush_all()
-
-
 def tenant(tenant_id: str = "acme") -> str:
     from app.tenancy import service
 
