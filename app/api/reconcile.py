@@ -65,7 +65,7 @@ BreakPage = page_of(BreakOut, "Break")
 
 
 class BreakQuery(PageIn):
-    run_id = Integer(metadata={"description": "breaks the run found or resolved"})
+    run_id = Integer(metadata={"description": "breaks the run changed: found new, found changed or again, resolved"})
     mismatch_type = String(validate=OneOf(MISMATCH_TYPES))
     status = String(validate=OneOf(BREAK_STATUSES))
     source = String(validate=Length(max=32))

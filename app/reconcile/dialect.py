@@ -37,6 +37,10 @@ class Dialect:
         """``min()`` of a text column, compared byte by byte (no locale rules: cheaper, and the same on both)."""
         return f'min({column} COLLATE "C")' if self.pg else f"min({column})"
 
+    def differs(self, a: str, b: str) -> str:
+        """``a`` and ``b`` differ, a NULL differing from a value and equal to a NULL."""
+        return f"({a} IS DISTINCT FROM {b})" if self.pg else f"({a} IS NOT {b})"
+
     def from_cents(self, cents: str) -> str:
         """Cents as an amount to store."""
         return f"CAST(({cents}) / 100 AS NUMERIC(18, 2))" if self.pg else f"(({cents}) / 100.0)"

@@ -68,6 +68,9 @@ FT = "fintech_transactions"
 #: What ``rc_res`` keeps of each side of an outcome: the notes and the breaks need nothing more.
 SIDE = ("id", "txn_id", "c", "t", "st")
 RES_COLUMNS = "outcome, rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, detail"
+#: A break's columns a later run may find changed.
+CARRIED = ("rule", "notes", "internal_amount", "external_amount", "internal_time", "external_time",
+           "internal_status", "external_status")
 
 
 @dataclass(frozen=True)
@@ -247,14 +250,15 @@ class _Run:
         self.on_phase(len(phases), PHASES[-1])
         started = time.perf_counter()
         outcome = self.outcome()
+        found = sum(outcome.counts.get(name, 0) for name in BREAKS)
+        persisting = self.x(
+            "SELECT count(*) FROM reconciliations WHERE tenant_id = :tenant AND status <> 'resolved' "
+            "AND (run_id IS NULL OR run_id <> :run) AND break_key IN "
+            f"(SELECT {self.break_key()} FROM rc_res r WHERE r.outcome IN ({self.break_list()}))").scalar()
         self.write_breaks()
-        self.resolve_unseen()
+        resolved = self.resolve_unseen()
+        outcome.lifecycle = {"new": found - persisting, "persisting": persisting, "resolved": resolved}
         logger.debug("phase %s: %.3f s", PHASES[-1], time.perf_counter() - started)
-        outcome.lifecycle = {
-            status: count for status, count in self.x(
-                "SELECT status, count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
-                "GROUP BY status")
-        }
         for name in TEMP_TABLES:
             self.x(f"DROP TABLE IF EXISTS {name}")
         return outcome
@@ -495,8 +499,10 @@ class _Run:
         return "(:source || '|' || r.outcome || '|' || coalesce(r.ix, '') || '|' || coalesce(r.ex, ''))"
 
     def write_breaks(self) -> None:
-        """Upsert this run's breaks under their stable key."""
+        """Upsert this run's breaks under their stable key; ``run_id`` says which run last changed one."""
         d = self.d
+        status = ("CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.status "
+                  "WHEN reconciliations.status = 'resolved' THEN 'new' ELSE 'persisting' END")
         self.x(
             "INSERT INTO reconciliations (tenant_id, break_key, source, rule, mismatch_type, internal_txn_id, "
             "external_txn_id, internal_amount, external_amount, internal_time, external_time, internal_status, "
@@ -507,20 +513,20 @@ class _Run:
             f"WHERE r.outcome IN ({self.break_list()}) "
             "ORDER BY r.outcome, coalesce(r.ix, ''), coalesce(r.ex, '') "
             "ON CONFLICT (tenant_id, break_key) DO UPDATE SET "
-            "status = CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.status "
-            "WHEN reconciliations.status = 'resolved' THEN 'new' ELSE 'persisting' END, "
-            "run_id = excluded.run_id, rule = excluded.rule, notes = excluded.notes, "
+            f"status = {status}, run_id = excluded.run_id, rule = excluded.rule, notes = excluded.notes, "
             "internal_amount = excluded.internal_amount, external_amount = excluded.external_amount, "
             "internal_time = excluded.internal_time, external_time = excluded.external_time, "
             "internal_status = excluded.internal_status, external_status = excluded.external_status, "
-            "updated_at = CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.updated_at "
-            "ELSE excluded.updated_at END",
+            "updated_at = excluded.updated_at "
+            # a break found again as it was is left alone: a run with no new data changes nothing
+            f"WHERE {d.differs('reconciliations.status', status)} OR "
+            + " OR ".join(d.differs(f"reconciliations.{c}", f"excluded.{c}") for c in CARRIED),
         )
 
-    def resolve_unseen(self) -> None:
-        """Breaks of this source and period that this run did not find (again) are resolved."""
+    def resolve_unseen(self) -> int:
+        """Breaks of this source and period that this run did not find (again) are resolved; how many."""
         when = "coalesce(internal_time, external_time)"
-        self.x(f"UPDATE reconciliations SET status = 'resolved', run_id = :run, updated_at = :now "
-               "WHERE tenant_id = :tenant AND source = :source AND status <> 'resolved' "
-               f"AND {when} >= :lo AND {when} < :hi AND break_key NOT IN "
-               f"(SELECT {self.break_key()} FROM rc_res r WHERE r.outcome IN ({self.break_list()}))")
+        return self.x(f"UPDATE reconciliations SET status = 'resolved', run_id = :run, updated_at = :now "
+                      "WHERE tenant_id = :tenant AND source = :source AND status <> 'resolved' "
+                      f"AND {when} >= :lo AND {when} < :hi AND break_key NOT IN "
+                      f"(SELECT {self.break_key()} FROM rc_res r WHERE r.outcome IN ({self.break_list()}))").rowcount

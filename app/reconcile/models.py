@@ -45,7 +45,8 @@ class ReconciliationRun(TenantScoped, Base):
 class Reconciliation(TenantScoped, Base):
     """One break (the seed's ``reconciliations``), kept across runs under a stable ``break_key``.
 
-    ``run_id`` is the last run that saw it (or resolved it), ``first_run_id`` the first; ``status`` is ``new`` the first
+    ``run_id`` is the last run that changed it (found it, found it changed or again after a
+    run had seen it new, or resolved it), ``first_run_id`` the first that found it; ``status`` is ``new`` the first
     time, ``persisting`` when a later run finds it again, ``resolved`` when a run of its
     period no longer does.
     """
