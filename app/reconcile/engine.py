@@ -3,12 +3,12 @@
 One run is one transaction of the tenant's scope (row-level security on PostgreSQL), in
 phases over temporary tables; no statement runs per row:
 
-1. **Main key** (RRN for UPI, UTR for NEFT): each side's rows of the period (widened by a
-   margin) are grouped by the key, the two groupings joined with one ``FULL OUTER JOIN`` (a
-   hash join on PostgreSQL; a left join and an anti-join on SQLite) and every pair classified
-   in the same statement. A key held by one row on each side is a pair; a key with no
-   partner, or rows without the key, go on to the next phases; a key held twice on one side
-   goes to phase 2.
+1. **Main key** (RRN for UPI, UTR for NEFT): both sides' rows of the period (widened by a
+   margin) go through one hash aggregation by the key, a full outer join by grouping (one
+   pass over the table where a ``FULL OUTER JOIN`` makes two), and every pair is classified
+   in the same statement; only what is not a clean pair is kept. A key held by one row on
+   each side is a pair; a key with no partner, or rows without the key, go on to the next
+   phases; a key held twice on one side goes to phase 2.
 2. **Ties on one side**: a row of the opposite direction and the same amount after a payment
    is its reversal (``reversed`` when only one side shows it); any further row is a
    ``duplicate``; the first rows of each side then pair as in phase 1.
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 #: The phases, for progress reports.
 PHASES = ("main key", "ties", "further keys", "fallback", "settlements", "unmatched", "breaks")
 #: Every table a run makes.
-TEMP_TABLES = ("rc_i", "rc_e", "rc_j", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
+TEMP_TABLES = ("rc_j", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
                "rc_cu", "rc_amb", "rc_g")
 
 

@@ -11,56 +11,65 @@ from app.reconcile.statements import FT, Statements
 
 __all__ = ["Pairing"]
 
+#: The columns of ``rc_j``: the main key's pairs that are not clean.
+RC_J = ("iid", "ix", "ic", "it", "ist", "eid", "ex", "ec", "et", "est", "k", "outcome")
+
 
 class Pairing(Statements):
     """The pairing phases of a run."""
 
-    def side(self, ledger: str) -> str:
-        """One side's rows of the period and margin, grouped by the main key (one row per key)."""
-        column = self.key.column
+    def grouped(self) -> str:
+        """Both sides' rows of the period and margin that hold the main key, one row per key value.
+
+        A hash aggregation over both ledgers at once (a full outer join by grouping: a key with
+        no row on one side has a count of 0 there); for a key held once per side the ``min()``
+        of each column is that row's value.
+        """
         d = self.d
-        return (
-            f"SELECT coalesce({column}, '#' || CAST(id AS TEXT)) AS k, count(*) AS n, min(id) AS id, "
-            f"{d.smallest_text('txn_id')} AS txn_id, min(amount) AS a, {d.smallest_text('status')} AS st, "
-            f"min(txn_time) AS t FROM {FT} WHERE tenant_id = :tenant AND ledger = '{ledger}' AND source = :source "
-            "AND txn_time >= :wlo AND txn_time < :whi GROUP BY 1"
-        )
+        column = self.key.column
+
+        def side(ledger: str, s: str) -> str:
+            only = f"FILTER (WHERE ledger = '{ledger}')"
+            return (f"count(*) {only} AS n{s}, min(id) {only} AS {s}id, {d.smallest_text('txn_id')} {only} AS {s}x, "
+                    f"{d.cents(f'min(amount) {only}')} AS {s}c, {d.smallest_text('status')} {only} AS {s}st, "
+                    f"min(txn_time) {only} AS {s}t")
+
+        return (f"SELECT {column} AS k, {side('internal', 'i')}, {side('external', 'e')} FROM {FT} "
+                "WHERE tenant_id = :tenant AND source = :source AND txn_time >= :wlo AND txn_time < :whi "
+                f"AND {column} IS NOT NULL GROUP BY {column}")
 
     def main_key(self) -> None:
-        cents = self.d.cents
         pair = (
-            "CASE WHEN i.k IS NULL OR e.k IS NULL THEN 'left' WHEN i.n > 1 OR e.n > 1 THEN 'multi' "
-            f"WHEN {self.window_fails(self.key, 'i', 'e')} THEN 'split' ELSE {self.classify('i', 'e')} END"
+            "CASE WHEN g.ni = 0 OR g.ne = 0 THEN 'left' WHEN g.ni > 1 OR g.ne > 1 THEN 'multi' "
+            f"WHEN {self.window_fails(self.key, 'g.i{}', 'g.e{}')} THEN 'split' "
+            f"ELSE {self.classify('g.i{}', 'g.e{}')} END"
         )
-        graded = "SELECT k, n, id, txn_id, {cents} AS c, st, t FROM ({side}) g"
-        internal = graded.format(cents=cents("a"), side=self.side("internal"))
-        external = graded.format(cents=cents("a"), side=self.side("external"))
-        columns = ("i.id AS iid, i.txn_id AS ix, i.c AS ic, i.t AS it, i.st AS ist, "
-                   "e.id AS eid, e.txn_id AS ex, e.c AS ec, e.t AS et, e.st AS est, "
-                   f"coalesce(i.k, e.k) AS k, {pair} AS outcome")
+        joined = f"SELECT {', '.join(f'g.{c}' for c in RC_J[:-1])}, {pair} AS outcome FROM ({self.grouped()}) g"
+        # matched pairs (most rows) are only counted: rc_j keeps the rest
         if self.d.pg:
-            # matched pairs (most rows) are only counted: rc_j keeps the rest
-            joined = f"SELECT {columns} FROM ({internal}) i FULL JOIN ({external}) e ON i.k = e.k"
             self.x(f"{self.d.temp('rc_j')} {joined} WITH NO DATA")
+            # a matched pair keeps only its amount on its way through (OFFSET 0: the outcome is worked out once)
+            narrow = ", ".join(c if c == "ic" else f"CASE WHEN outcome = 'matched' THEN NULL ELSE {c} END AS {c}"
+                               for c in RC_J[:-1])
+            joined = f"SELECT {narrow}, outcome FROM ({joined} OFFSET 0) z"
             self.matched = self.x(f"WITH q AS ({joined}), kept AS (INSERT INTO rc_j SELECT * FROM q "
                                   "WHERE outcome <> 'matched') SELECT count(*), coalesce(sum(ic), 0) FROM q "
                                   "WHERE outcome = 'matched'").one()
             self.x("ANALYZE rc_j")
         else:
-            self.temp("rc_i", internal)
-            self.temp("rc_e", external)
-            self.x("CREATE INDEX temp.rc_e_k ON rc_e (k)")
-            self.x("CREATE INDEX temp.rc_i_k ON rc_i (k)")
-            self.temp("rc_j", f"SELECT {columns} FROM rc_i i LEFT JOIN rc_e e ON i.k = e.k "
-                              f"UNION ALL SELECT {columns} FROM rc_e e LEFT JOIN rc_i i ON i.k = e.k WHERE i.k IS NULL")
+            self.temp("rc_j", joined)
             self.matched = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
         self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, "
                             f"CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
                   rule=self.key.label)
+        # rows without the key never met in the grouping: they go on to the next phases too
         self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
                              "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
-                             "WHERE outcome IN ('left', 'split') AND eid IS NOT NULL")
+                             "WHERE outcome IN ('left', 'split') AND eid IS NOT NULL UNION ALL "
+                             f"SELECT id, CASE WHEN ledger = 'internal' THEN 'i' ELSE 'e' END FROM {FT} "
+                             f"WHERE tenant_id = :tenant AND {self.key.column} IS NULL AND source = :source "
+                             "AND txn_time >= :wlo AND txn_time < :whi")
         self.temp("rc_mk", "SELECT k FROM rc_j WHERE outcome = 'multi'")
         tune(self.c, LOOKUPS)
 

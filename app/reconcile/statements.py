@@ -101,24 +101,31 @@ class Statements:
     def drift(self, a: str, b: str) -> str:
         return f"abs({self.d.seconds(a)} - {self.d.seconds(b)})"
 
+    @staticmethod
+    def col(relation: str, name: str) -> str:
+        """A side's column: ``relation`` is an alias (``i`` → ``i.st``) or a template (``g.i{}`` → ``g.ist``)."""
+        return relation.format(name) if "{}" in relation else f"{relation}.{name}"
+
     def classify(self, i: str, e: str, *, rev_i: str = "0", rev_e: str = "0") -> str:
-        """The outcome of a pair whose sides are the relations ``i`` and ``e`` (columns c, st, t)."""
-        differ = f"coalesce({i}.st, '') <> coalesce({e}.st, '')"
-        young = f"(({i}.st = 'PENDING' AND {i}.t > :grace) OR ({e}.st = 'PENDING' AND {e}.t > :grace))"
+        """The outcome of a pair whose sides are ``i`` and ``e`` (see :meth:`col`: columns c, st, t)."""
+        c = self.col
+        differ = f"coalesce({c(i, 'st')}, '') <> coalesce({c(e, 'st')}, '')"
+        young = (f"(({c(i, 'st')} = 'PENDING' AND {c(i, 't')} > :grace) "
+                 f"OR ({c(e, 'st')} = 'PENDING' AND {c(e, 't')} > :grace))")
         return (
-            f"CASE WHEN NOT ({self.in_period(f'{i}.t')} OR {self.in_period(f'{e}.t')}) THEN 'outside' "
+            f"CASE WHEN NOT ({self.in_period(c(i, 't'))} OR {self.in_period(c(e, 't'))}) THEN 'outside' "
             f"WHEN {rev_i} <> {rev_e} THEN 'reversed' "
             f"WHEN {differ} AND {young} THEN 'pending' "
             f"WHEN {differ} THEN 'status_mismatch' "
-            f"WHEN abs({i}.c - {e}.c) > :tol_cents THEN 'amount_mismatch' "
-            f"WHEN {self.d.apart(f'{i}.t', f'{e}.t', ':tol_seconds')} THEN 'date_drift' "
+            f"WHEN abs({c(i, 'c')} - {c(e, 'c')}) > :tol_cents THEN 'amount_mismatch' "
+            f"WHEN {self.d.apart(c(i, 't'), c(e, 't'), ':tol_seconds')} THEN 'date_drift' "
             "ELSE 'matched' END"
         )
 
     def window_fails(self, key, i: str, e: str) -> str:
         if not key.window_hours:
             return "1 = 0"
-        return self.d.apart(f"{i}.t", f"{e}.t", str(int(key.window_hours * 3600)))
+        return self.d.apart(self.col(i, "t"), self.col(e, "t"), str(int(key.window_hours * 3600)))
 
     def not_taken(self, column: str) -> str:
         """``column`` (a row id) is in no row of ``rc_res`` yet."""
