@@ -81,14 +81,13 @@ class _Run(Pairing, Breaks):
         self.on_phase(len(phases), PHASES[-1])
         started = time.perf_counter()
         outcome = self.outcome()
-        found = sum(outcome.counts.get(name, 0) for name in BREAKS)
-        persisting = self.x(
-            "SELECT count(*) FROM reconciliations WHERE tenant_id = :tenant AND status <> 'resolved' "
-            "AND (run_id IS NULL OR run_id <> :run) AND break_key IN "
-            f"(SELECT {self.break_key()} FROM rc_res r WHERE r.outcome IN ({self.break_list()}))").scalar()
         self.write_breaks()
         resolved = self.resolve_unseen()
-        outcome.lifecycle = {"new": found - persisting, "persisting": persisting, "resolved": resolved}
+        # new: first found, or found again after it was resolved, by this run
+        new = self.x("SELECT count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
+                     "AND status = 'new'").scalar()
+        found = sum(outcome.counts.get(name, 0) for name in BREAKS)
+        outcome.lifecycle = {"new": new, "persisting": found - new, "resolved": resolved}
         logger.debug("phase %s: %.3f s", PHASES[-1], time.perf_counter() - started)
         for name in TEMP_TABLES:
             self.x(f"DROP TABLE IF EXISTS {name}")

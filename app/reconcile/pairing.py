@@ -63,6 +63,7 @@ class Pairing(Statements):
         self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, "
                             f"CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
                   rule=self.key.label)
+        tune(self.c, LOOKUPS)
         # rows without the key never met in the grouping: they go on to the next phases too
         self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
                              "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
@@ -71,7 +72,6 @@ class Pairing(Statements):
                              f"WHERE tenant_id = :tenant AND {self.key.column} IS NULL AND source = :source "
                              "AND txn_time >= :wlo AND txn_time < :whi")
         self.temp("rc_mk", "SELECT k FROM rc_j WHERE outcome = 'multi'")
-        tune(self.c, LOOKUPS)
 
     def ties(self) -> None:
         """Keys held by more than one row on a side: reversals, duplicates, then the pair."""
