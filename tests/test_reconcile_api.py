@@ -3,11 +3,10 @@ import pytest
 
 from tests.helpers import assert_cross_tenant_404, job_row, sign_up, wait_for
 from tests.test_ingest_support import EXAMPLES, enqueued, uploaded
-from tests.test_reconcile_support import add, at, reconcile
+from tests.test_reconcile_support import RRN, add, at, reconcile
 
 BODY = {"source": "UPI", "from": "2026-11-01", "to": "2026-11-07", "amount_tolerance": "0.00",
         "date_tolerance_hours": 48}
-RRN = "5{:011d}".format
 
 
 def post(client, who, headers=None, **changes):

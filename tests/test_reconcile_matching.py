@@ -1,9 +1,7 @@
 """Matching, outcome by outcome, from small hand-written fixtures: on PostgreSQL and on SQLite."""
 from datetime import date, timedelta
 
-from tests.test_reconcile_support import add, at, backend, both, breaks, kinds, reconcile, tenant  # noqa: F401
-
-RRN = "5{:011d}".format
+from tests.test_reconcile_support import RRN, add, at, backend, both, breaks, kinds, reconcile, tenant  # noqa: F401
 
 
 def test_a_clean_pair_is_matched_and_the_sides_only_one_has_are_missing(backend):

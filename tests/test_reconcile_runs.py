@@ -1,9 +1,7 @@
 """Runs: breaks keep one identity across runs, tenants never meet, and both database paths agree."""
 from datetime import date
 
-from tests.test_reconcile_support import add, at, backend, both, breaks, kinds, reconcile, tenant  # noqa: F401
-
-RRN = "5{:011d}".format
+from tests.test_reconcile_support import RRN, add, at, backend, both, breaks, kinds, reconcile, tenant  # noqa: F401
 
 
 def snapshot(tenant_id: str = "acme") -> list[tuple]:

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 #: The period of the hand-written fixtures (the issue's example), and a "now" well after it.
 FROM, TO = date(2026, 11, 1), date(2026, 11, 7)
 LATER = datetime(2026, 11, 20, tzinfo=UTC)
+#: A 12-digit RRN from a number.
+RRN = "5{:011d}".format
 
 
 def at(day: int, hour: int = 10, minute: int = 0) -> datetime:
