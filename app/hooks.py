@@ -174,10 +174,11 @@ class MatchKey:
 class SettlementGrouping:
     """Many rows of one side settled by one row of the other (a bulk settlement credit).
 
-    A row of the ``one`` side with no ``reference`` and a ``settlement_date`` is a settlement;
-    it matches the ``many`` side's successful rows of the same settlement date and direction
-    when their sum less the settlement's amount (the fees netted) lies between 0 and
-    ``max_fee_percent`` of the sum, plus the amount tolerance.
+    A row of the ``one`` side without the main key and with a ``settlement_date`` is a
+    settlement; it matches the ``many`` side's successful rows of the same settlement date and
+    direction when the fee (what the ledger books less what the bank shows: the bank side nets
+    it off) lies between 0 and ``max_fee_percent`` of the ledger's amount, plus the amount
+    tolerance.
 
     Parameters:
       many: ``internal`` (many payments in the ledger, one credit in the bank file) or ``external``.

@@ -16,8 +16,8 @@ def test_the_bundled_plugins_give_rules_for_upi_and_neft():
 class _Pipes:
     """A third-party source whose rules pair rows by txn_id alone, with no fallback."""
 
-    def __init__(self, *, rules: bool = True, key: str = "txn_id") -> None:
-        self.rules, self.key = rules, key
+    def __init__(self, *, rules: bool = True, key: str = "txn_id", grouping=None) -> None:
+        self.rules, self.key, self.grouping = rules, key, grouping
 
     @hooks.hookimpl
     def fairq_register_sources(self):
@@ -27,7 +27,8 @@ class _Pipes:
     def fairq_register_match_rules(self):
         if not self.rules:
             return []
-        return [hooks.MatchRules(source="pipes", keys=(hooks.MatchKey(self.key, "pipe id"),), fallback=())]
+        return [hooks.MatchRules(source="pipes", keys=(hooks.MatchKey(self.key, "pipe id"),), fallback=(),
+                                 grouping=self.grouping)]
 
 
 @pytest.fixture
@@ -84,3 +85,20 @@ def test_rules_naming_a_column_that_cannot_be_a_key_are_refused(db, plugins):
     t = tenant()
     with pytest.raises(ValueError, match="'amount' cannot be a key"):
         reconcile(t, source="pipes")
+
+
+def test_one_ledger_entry_against_many_bank_rows_when_the_plugin_groups_that_way(backend, plugins):
+    from datetime import date
+    from decimal import Decimal
+
+    # Given a rail whose bank file splits a payout the ledger books once (many = external)
+    plugins(_Pipes(key="reference", grouping=hooks.SettlementGrouping(many="external",
+                                                                     max_fee_percent=Decimal("1"))))
+    t = tenant()
+    add(t, "internal", "PAYOUT-9", "1000.00", source="PIPES", settlement_date=date(2026, 11, 5), when=at(5))
+    for n, amount in enumerate(("400.00", "350.00", "245.00")):  # 995.00: a 0.5 % fee
+        add(t, "external", f"PART-{n}", amount, reference=f"R{n}", source="PIPES",
+            settlement_date=date(2026, 11, 5), when=at(5, 12))
+    _run, summary = reconcile(t, source="pipes")
+    assert kinds(t) == []
+    assert summary["matched"] == {"count": 1, "external_count": 3, "amount": "1000.00"}

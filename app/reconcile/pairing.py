@@ -179,7 +179,10 @@ class Pairing(Statements):
                           f"FROM rc_l WHERE side = '{many}' AND settle = 0 AND st = 'SUCCESS' AND sd IS NOT NULL "
                           "GROUP BY sd, coalesce(direction, '')) g ON g.sd = s.sd AND g.dir = coalesce(s.direction, '') "
                           f"WHERE s.settle = 1 AND s.side = '{one}' AND {self.in_period('s.t')}")
-        fits = f"(g.total - g.sc) * 10000 <= g.total * {basis_points} + :tol_cents * 10000 AND g.total - g.sc >= -:tol_cents"
+        # the fee: what the ledger books less what the bank shows (the bank side nets it off)
+        fee = "(g.total - g.sc)" if many == "i" else "(g.sc - g.total)"
+        gross = "g.total" if many == "i" else "g.sc"
+        fits = f"{fee} * 10000 <= {gross} * {basis_points} + :tol_cents * 10000 AND {fee} >= -:tol_cents"
         pair = self.sides("m", "s") if many == "i" else self.sides("s", "m")
         rule = "settlement date group"
         self.res(f"SELECT CASE WHEN {fits} THEN 'matched' ELSE 'grouped' END, :rule, {pair}, NULL "
@@ -193,7 +196,7 @@ class Pairing(Statements):
                  "|| '; not matched, never guessed' "
                  f"ELSE 'the settlement of ' || CAST(g.sd AS TEXT) || ' is ' || {d.money('g.sc')} || ' against ' "
                  f"|| CAST(g.n AS TEXT) || ' payments in the {theirs} summing ' || {d.money('g.total')} "
-                 f"|| ': the difference ' || {d.money('g.total - g.sc')} || ' is not a fee of 0 to {grouping.max_fee_percent} %' END "
+                 f"|| ': the difference ' || {d.money(fee)} || ' is not a fee of 0 to {grouping.max_fee_percent} %' END "
                  f"FROM rc_g g JOIN rc_l s ON s.id = g.sid WHERE g.rivals > 1 OR NOT ({fits})", rule=rule)
 
     def unmatched(self) -> None:
