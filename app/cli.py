@@ -137,10 +137,11 @@ def _subsystem_commands() -> list[click.Command]:
     from app.campaigns.cli import COMMANDS as campaigns
     from app.ingest.cli import COMMANDS as ingest
     from app.quota.cli import COMMANDS as quota
+    from app.reconcile.cli import COMMANDS as reconcile
     from app.scheduling.cli import COMMANDS as scheduling
     from app.tenancy.cli import COMMANDS as tenancy
 
-    return [*tenancy, *scheduling, *ingest, *quota, *campaigns]
+    return [*tenancy, *scheduling, *ingest, *reconcile, *quota, *campaigns]
 
 
 for _command in _subsystem_commands():

@@ -34,6 +34,9 @@ __all__ = [
     "JobCancelled",
     "JobFailed",
     "campaigns",
+    "MatchKey",
+    "SettlementGrouping",
+    "MatchRules",
     "Transaction",
     "RowError",
     "ParseContext",
@@ -45,6 +48,7 @@ __all__ = [
     "sources",
     "channels",
     "job_kinds",
+    "match_rules",
 ]
 
 logger = logging.getLogger(__name__)
@@ -215,6 +219,68 @@ class JobKindSpec:
     plugin: str = field(default="", compare=False)
 
 
+@dataclass(frozen=True)
+class MatchKey:
+    """A key that pairs a ledger row with a bank / switch row when both carry it.
+
+    Parameters:
+      column: the canonical column compared for equality: ``reference`` (RRN, UTR) or ``txn_id``.
+      label: how notes name it, e.g. ``RRN``.
+      window_hours: the two rows' times must also lie within this many hours of each other
+        (an RRN's one-digit year repeats every decade); ``None``: the key alone decides.
+    """
+
+    column: str
+    label: str
+    window_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class SettlementGrouping:
+    """Many rows of one side settled by one row of the other (a bulk settlement credit).
+
+    A row of the ``one`` side without the main key and with a ``settlement_date`` is a
+    settlement; it matches the ``many`` side's successful rows of the same settlement date and
+    direction when the fee (what the ledger books less what the bank shows: the bank side nets
+    it off) lies between 0 and ``max_fee_percent`` of the ledger's amount, plus the amount
+    tolerance.
+
+    Parameters:
+      many: ``internal`` (many payments in the ledger, one credit in the bank file) or ``external``.
+      max_fee_percent: the largest fee, as a percentage of the grouped payments, netted off.
+    """
+
+    many: str = "internal"
+    max_fee_percent: Decimal = Decimal("0")
+
+    @property
+    def one(self) -> str:
+        return "external" if self.many == "internal" else "internal"
+
+
+@dataclass(frozen=True)
+class MatchRules:
+    """How reconciliation matches one source's rows (see ``docs/plugins.md``).
+
+    Parameters:
+      source: the :class:`Source` name these rules are for (its aliases share them).
+      keys: tried in order; the first is the main key (its ties on one side are duplicates or
+        reversals), the next ones pair what the earlier ones left.
+      fallback: columns that must be equal, besides amount (tolerance) and date (window), to
+        pair rows when a key is missing on one side: e.g. ``("counterparty",)``; more than one
+        candidate is ``ambiguous``.
+      grouping: the one-to-many settlement rule, if the rail has one.
+      pending_grace_hours: a ``PENDING`` payment younger than this is not a break yet.
+    """
+
+    source: str
+    keys: tuple[MatchKey, ...]
+    fallback: tuple[str, ...] = ("counterparty",)
+    grouping: SettlementGrouping | None = None
+    pending_grace_hours: float = 0.0
+    plugin: str = field(default="", compare=False)
+
+
 class FairqSpecs:
     """The hook specifications."""
 
@@ -242,6 +308,15 @@ class FairqSpecs:
         Returns:
           A list of :class:`JobKindSpec` this plugin runs. Names must be unique across
           plugins and fairq's own kinds.
+        """
+
+    @hookspec
+    def fairq_register_match_rules(self) -> list[MatchRules]:
+        """Called when reconciliation looks up a source's matching rules.
+
+        Returns:
+          A list of :class:`MatchRules`, one per source this plugin knows how to reconcile.
+          A source claimed by two plugins is an error.
         """
 
 
@@ -317,6 +392,21 @@ def job_kinds(manager: pluggy.PluginManager) -> dict[str, JobKindSpec]:
       ValueError: two plugins claim the same name.
     """
     return _by_name(manager, "fairq_register_job_kinds", "job kind")
+
+
+def match_rules(manager: pluggy.PluginManager) -> dict[str, MatchRules]:
+    """Every source's matching rules by the source's name (upper case).
+
+    Raises:
+      ValueError: two plugins give rules for the same source.
+    """
+    by_name: dict[str, MatchRules] = {}
+    for rules in _collect(manager, "fairq_register_match_rules"):
+        name = rules.source.upper()
+        if name in by_name:
+            raise ValueError(f"matching rules for {name!r} come from both {by_name[name].plugin} and {rules.plugin}")
+        by_name[name] = rules
+    return by_name
 
 
 # The public API plugins are handed (imported last: these modules need the types above).

@@ -221,6 +221,13 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         5.0, gt=0, le=60, description="Seconds a webhook delivery may take to connect, and again to answer."
     )
+    reconcile_grace_hours: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Hours a PENDING payment is not yet a reconciliation break, per source, as JSON, over the "
+            'source plugin\'s own window (UPI 48, NEFT 2): {"UPI": 72}'
+        ),
+    )
     plans: dict[str, PlanSpec] = Field(
         default_factory=dict,
         description=(
@@ -237,6 +244,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {value!r})")
         return level
+
+    @field_validator("reconcile_grace_hours")
+    @classmethod
+    def _reconcile_grace_hours(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(hours < 0 for hours in value.values()):
+            raise ValueError(f"{ENV_PREFIX}RECONCILE_GRACE_HOURS: hours must be 0 or more (got {value!r})")
+        return {source.upper(): hours for source, hours in value.items()}
 
     @field_validator("ingest_timezone")
     @classmethod

@@ -9,6 +9,7 @@ from app.broker import broker  # noqa: I001  (must stay first)
 import app.campaigns.schedule  # noqa: F401
 import app.ingest.job  # noqa: F401
 import app.quota.rollups  # noqa: F401
+import app.reconcile.job  # noqa: F401
 import app.scheduling.builtin  # noqa: F401
 import app.scheduling.housekeeping  # noqa: F401
 from app.logs import adopt_cli_logging

@@ -17,6 +17,7 @@ def register_blueprints(app: APIFlask) -> None:
     from app.api.ingest import bp as ingest_bp
     from app.api.jobs import bp as jobs_bp
     from app.api.metrics import bp as metrics_bp
+    from app.api.reconcile import bp as reconcile_bp
     from app.api.transactions import bp as transactions_bp
     from app.api.usage import bp as usage_bp
     from app.api.users import bp as users_bp
@@ -24,3 +25,4 @@ def register_blueprints(app: APIFlask) -> None:
     for blueprint in (health_bp, docs_bp, auth_bp, users_bp, jobs_bp, ingest_bp, transactions_bp, usage_bp, admin_bp, dlq_bp,
                       metrics_bp, campaigns_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(reconcile_bp)

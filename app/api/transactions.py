@@ -4,8 +4,8 @@ from __future__ import annotations
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Date, DateTime, Decimal, Integer, String
 from apiflask.validators import Length, OneOf
-from flask import Response, stream_with_context
 
+from app.api.downloads import csv_download
 from app.api.guards import tenant_user_required
 from app.api.pagination import PageIn, page, page_of
 from app.ingest import transactions
@@ -66,12 +66,7 @@ def list_transactions(query):
     tenant_id = current_identity().tenant_id
     where = _filter(query)
     if query["format"] == "csv":
-        def rows():
-            with tenant_session(tenant_id) as session:  # its own session: the stream outlives the request
-                yield from transactions.export_csv(session, where)
-
-        return Response(stream_with_context(rows()), mimetype="text/csv",
-                        headers={"Content-Disposition": "attachment; filename=transactions.csv"})
+        return csv_download(tenant_id, lambda session: transactions.export_csv(session, where), "transactions.csv")
     with tenant_session(tenant_id) as session:
         items = transactions.search(session, where, after=query.get("after"), limit=query["limit"])
     return page(items, limit=query["limit"])

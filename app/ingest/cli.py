@@ -1,18 +1,15 @@
 """Admin CLI for ingest: ``fairq ingest FILE --tenant T --source UPI``."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
 from app.errors import ServiceError
+from app.scheduling.follow import follow_job
 from app.settings import get_settings
 
 __all__ = ["ingest_command", "COMMANDS"]
-
-#: Seconds between two looks at the job while waiting.
-POLL = 0.5
 
 
 @click.command("ingest")
@@ -30,7 +27,6 @@ def ingest_command(file: Path, tenant_id: str, source: str, ledger: str, priorit
     """Upload FILE for a tenant and ingest it through the fair scheduler."""
     from app import tasks  # noqa: F401  (the job kinds)
     from app.ingest import service
-    from app.scheduling.jobs import get_job
     from app.tenancy.scoping import tenant_session
     from app.tenancy.service import get_tenant
 
@@ -48,19 +44,8 @@ def ingest_command(file: Path, tenant_id: str, source: str, ledger: str, priorit
     click.echo(f"uploaded {size} bytes as {s3_path}; job {job_id} queued")
     if not wait:
         return
-    with click.progressbar(length=size, label="ingesting", show_pos=False) as bar:
-        while True:
-            with tenant_session(tenant_id) as session:
-                job = get_job(session, job_id)
-                state, done, result, error = job.state, job.progress_done or 0, job.result, job.last_error
-            bar.label = f"{state}: {done:,} rows read"
-            bar.render_progress()
-            if state in ("succeeded", "dead", "cancelled"):
-                break
-            time.sleep(POLL)
-    if state != "succeeded":
-        raise click.ClickException(f"job {job_id} {state}: {error}")
-    click.echo(", ".join(f"{key} {value:,}" for key, value in (result or {}).items()))
+    result = follow_job(tenant_id, job_id, length=size, label=lambda state, done, _total: f"{state}: {done:,} rows read")
+    click.echo(", ".join(f"{key} {value:,}" for key, value in result.items()))
 
 
 #: The commands this module adds to ``fairq``.

@@ -32,6 +32,8 @@ class FintechTransaction(TenantScoped, Base):
         sa.UniqueConstraint("tenant_id", "ledger", "txn_id"),
         sa.CheckConstraint("ledger IN ('external', 'internal')", name="ledger"),
         sa.CheckConstraint("direction IS NULL OR direction IN ('DR', 'CR')", name="direction"),
+        # reconciliation looks up the rows of a few keys (RRN / UTR) without scanning the table
+        sa.Index("ix_fintech_transactions_tenant_id_reference", "tenant_id", "reference"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)

@@ -1,8 +1,6 @@
 """Reading a tenant's transactions: filters, keyset pages, CSV export."""
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from app.ingest.models import FintechTransaction as Txn
-from app.ingest.rejects import escape_cell
+from app.csv_export import stream_csv
 
 __all__ = ["TransactionFilter", "search", "export_csv", "CSV_COLUMNS"]
 
@@ -63,17 +61,4 @@ def search(session: Session, where: TransactionFilter, *, after: int | None = No
 
 def export_csv(session: Session, where: TransactionFilter, *, page: int = 5000) -> Iterator[str]:
     """Every matching transaction as CSV, streamed page by page; cells escaped against formula injection."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    after = None
-    while True:
-        rows = search(session, where, after=after, limit=page)
-        for row in rows:
-            writer.writerow([escape_cell(getattr(row, column)) for column in CSV_COLUMNS])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        if len(rows) < page:
-            return
-        after = rows[-1].id
+    return stream_csv(CSV_COLUMNS, lambda after, limit: search(session, where, after=after, limit=limit), page=page)

@@ -1,7 +1,7 @@
 """campaigns: execution state, the processing log's delivery key, webhook settings
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-25
 
 ``campaigns`` gets what a run needs (channel, message template, audience, send_at,
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,18 @@
 """fairq source plugin for NEFT bank statements (IMPS and RTGS share the layout)."""
-from app.hooks import Source, hookimpl
+from app.hooks import MatchKey, MatchRules, Source, hookimpl
 from fairq_csv_neft.parser import parse
 
-__all__ = ["fairq_register_sources"]
+__all__ = ["fairq_register_sources", "fairq_register_match_rules", "RULES"]
+
+#: How NEFT / IMPS / RTGS rows reconcile: by normalised UTR (it carries its own date), else by
+#: amount, date window and counterparty (``IFSC/account``); a pending transfer gets 2 hours
+#: (NEFT settles in half-hourly batches).
+RULES = MatchRules(
+    source="NEFT",
+    keys=(MatchKey("reference", "UTR"),),
+    fallback=("counterparty",),
+    pending_grace_hours=2,
+)
 
 
 @hookimpl
@@ -15,3 +25,8 @@ def fairq_register_sources() -> list[Source]:
             parse=parse,
         )
     ]
+
+
+@hookimpl
+def fairq_register_match_rules() -> list[MatchRules]:
+    return [RULES]

@@ -13,3 +13,8 @@ def test_installed_and_discovered():
 
 def test_registers_the_upi_source():
     assert hooks.sources(hooks.get_plugin_manager())["UPI"].plugin == "csv_upi"
+
+
+def test_registers_the_upi_matching_rules():
+    rules = hooks.match_rules(hooks.get_plugin_manager())["UPI"]
+    assert rules.plugin == "csv_upi" and rules.keys[0].column == "reference"
