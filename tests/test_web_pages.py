@@ -133,7 +133,8 @@ def test_create_a_campaign_through_the_form_and_watch_it_complete(app, worker):
 
     live = wait_for(finished)
     assert "state-completed" in live
-    assert '<td class="num" id="count-recipients">2</td>' in live and '<td class="num" id="count-delivered">2</td>' in live
+    assert '<td class="num" id="count-recipients">2</td>' in live
+    assert '<td class="num" id="count-delivered">2</td>' in live
     assert "Hi Asha from Pune" in live and "Hi Ravi from Chennai" in live
     assert "Cancel this campaign" not in live
     listed = text(web.get("/ui/campaigns"))
@@ -162,7 +163,8 @@ def test_campaigns_come_in_keyset_pages(app, monkeypatch):
 
 @pytest.mark.parametrize(("fields", "message"), [
     ({"channel": "carrier-pigeon"}, "unknown channel &#39;carrier-pigeon&#39;; installed channels: log, webhook"),
-    ({"message": "Hi {first_name}", "recipients": "name\nAsha"}, "the message uses {first_name}, which recipients[0] lacks"),
+    ({"message": "Hi {first_name}", "recipients": "name\nAsha"},
+     "the message uses {first_name}, which recipients[0] lacks"),
     ({"message": "Hi {name}"}, "which a campaign with no audience lacks"),
     ({"recipients": "[{\"name\": "}, "recipients: not valid JSON"),
     ({"recipients": "[1, 2]"}, "recipients[0] must be an object"),

@@ -29,7 +29,8 @@ from app.tenancy.scoping import session_tenant
 from app.tenancy.service import get_tenant
 
 __all__ = ["NewCampaign", "Counts", "create_campaign", "list_campaigns", "get_campaign", "counts",
-           "processing_log", "can_cancel", "cancel_campaign", "installed_channels", "DELIVER_KIND"]
+           "processing_log", "can_cancel", "cancel_campaign", "installed_channels",
+           "DELIVER_KIND"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def processing_log(session: Session, campaign_id: int, *, after: int | None = No
 
 
 def can_cancel(campaign: Campaign) -> bool:
-    """Whether ``campaign`` may still be cancelled: it has not ended, or it recurs and is not cancelled."""
+    """Whether ``campaign`` may still be cancelled: it has not ended, or it recurs and was not cancelled."""
     return not (campaign.status in ENDED and (campaign.schedule is None or campaign.status == "cancelled"))
 
 
