@@ -2,8 +2,9 @@
 
 `fairq up` runs on the embedded default in a subprocess (API, workers and scheduler in one
 process); the browser registers a tenant, uploads the example UPI file, starts its ingest,
-watches the job succeed, finds a transaction, and an operator sees both tenants. A
-screenshot of every page goes to ``test-artifacts/browser/``.
+watches the job succeed, finds a transaction, reconciles the day, creates a small campaign and
+watches it complete, and an operator sees both tenants. A screenshot of every page goes to
+``test-artifacts/browser/``.
 """
 import json
 import os
@@ -45,7 +46,7 @@ def post_json(url: str, body: dict, token: str | None = None) -> tuple[int, byte
         return response.status, response.read()
 
 
-def test_register_ingest_find_a_transaction_and_see_two_tenants_as_an_operator(fairq_up, browser):
+def test_register_ingest_reconcile_run_a_campaign_and_see_two_tenants_as_an_operator(fairq_up, browser):
     base, _process, folder = fairq_up
     page = browser.new_page(viewport={"width": 1280, "height": 900})
 
@@ -88,6 +89,36 @@ def test_register_ingest_find_a_transaction_and_see_two_tenants_as_an_operator(f
     assert "1205.00" in row.inner_text()
     shot(page, "06-transactions")
 
+    # reconcile the day of the file: with no ledger yet, every payment of the bank is a break
+    nav.get_by_role("link", name="Reconciliation").click()
+    page.get_by_label("Source").select_option("UPI")
+    page.get_by_label("From", exact=True).fill("2025-08-29")
+    page.get_by_label("To (included)", exact=True).fill("2025-08-29")
+    shot(page, "07-reconciliation")
+    page.get_by_role("button", name="Start the run").click()
+    page.wait_for_url("**/ui/reconciliation/runs/*")
+    page.locator("#run-state", has_text="succeeded").wait_for(timeout=30_000)
+    assert page.get_by_role("link", name="Download these breaks (CSV)").is_visible()
+    assert page.get_by_role("cell", name="missing internal").first.is_visible()
+    shot(page, "08-reconciliation-run")
+
+    # a small campaign through the form, followed live until it completes
+    nav.get_by_role("link", name="Campaigns").click()
+    page.get_by_role("link", name="New campaign").click()
+    page.get_by_label("Name", exact=True).fill("Welcome")
+    page.get_by_label("Message", exact=True).fill("Hi {name}")
+    page.get_by_label("Recipients (optional)").fill("name,city\nAsha,Pune\nRavi,Chennai")
+    shot(page, "09-campaign-new")
+    page.get_by_role("button", name="Create the campaign").click()
+    page.wait_for_url("**/ui/campaigns/*")
+    page.locator("#campaign-status", has_text="completed").wait_for(timeout=30_000)
+    assert page.locator("#count-delivered").inner_text() == "2"
+    assert page.get_by_role("cell", name="Hi Asha").is_visible()
+    shot(page, "10-campaign-completed")
+    nav.get_by_role("link", name="Campaigns").click()
+    assert page.get_by_role("cell", name="Welcome").is_visible()
+    shot(page, "11-campaigns")
+
     # a second tenant (through the API) and an operator (through the CLI)
     assert post_json(base + "/register", {"tenant_id": "globex", "email": "admin@globex.example",
                                           "password": PASSWORD})[0] == 201
@@ -110,11 +141,11 @@ def test_register_ingest_find_a_transaction_and_see_two_tenants_as_an_operator(f
     for tenant in ("acme", "globex"):
         operator.get_by_role("rowheader", name=tenant).wait_for(timeout=15_000)
     assert operator.locator("svg.chart").is_visible()
-    shot(operator, "07-operator-fair-share")
+    shot(operator, "12-operator-fair-share")
     operator.get_by_role("navigation", name="Main").get_by_role("link", name="Tenants").click()
     for tenant in ("acme", "globex"):
         assert operator.get_by_role("rowheader", name=tenant).is_visible()
-    shot(operator, "08-operator-tenants")
+    shot(operator, "13-operator-tenants")
     operator.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters").click()
     assert operator.get_by_text("The dead-letter queue is empty.").is_visible()
-    shot(operator, "09-operator-dead-letters")
+    shot(operator, "14-operator-dead-letters")

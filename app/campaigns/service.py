@@ -29,7 +29,8 @@ from app.tenancy.scoping import session_tenant
 from app.tenancy.service import get_tenant
 
 __all__ = ["NewCampaign", "Counts", "create_campaign", "list_campaigns", "get_campaign", "counts",
-           "processing_log", "cancel_campaign", "installed_channels", "DELIVER_KIND"]
+           "processing_log", "can_cancel", "cancel_campaign", "installed_channels",
+           "DELIVER_KIND"]
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,11 @@ def processing_log(session: Session, campaign_id: int, *, after: int | None = No
     return list(session.scalars(query))
 
 
+def can_cancel(campaign: Campaign) -> bool:
+    """Whether ``campaign`` may still be cancelled: it has not ended, or it recurs and was not cancelled."""
+    return not (campaign.status in ENDED and (campaign.schedule is None or campaign.status == "cancelled"))
+
+
 def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
     """Stop a campaign: its run and every delivery not yet sent are cancelled and never go out;
     a recurring campaign runs no more.
@@ -208,7 +214,7 @@ def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
       Conflict: it already ended (``campaign-finished``).
     """
     campaign = get_campaign(session, campaign_id)
-    if campaign.status in ENDED and (campaign.schedule is None or campaign.status == "cancelled"):
+    if not can_cancel(campaign):
         raise Conflict(f"campaign {campaign_id} already {campaign.status}", slug="campaign-finished")
     campaign.status = "cancelled"
     campaign.finished_at = utcnow()

@@ -6,7 +6,7 @@ from app.hooks import MatchRules, get_plugin_manager, match_rules
 from app.ingest.sources import find_source
 from app.settings import Settings
 
-__all__ = ["find_rules", "grace_hours"]
+__all__ = ["find_rules", "grace_hours", "reconcilable_sources"]
 
 
 def find_rules(name: str) -> tuple[str, MatchRules]:
@@ -30,6 +30,11 @@ def find_rules(name: str) -> tuple[str, MatchRules]:
     if not rules.keys:
         raise Invalid(f"the matching rules of {source.name} declare no key", slug="no-matching-rules")
     return source.name.upper(), rules
+
+
+def reconcilable_sources() -> list[str]:
+    """The names (upper case) of the installed sources that have matching rules, sorted."""
+    return sorted(match_rules(get_plugin_manager()))
 
 
 def grace_hours(settings: Settings, source: str, rules: MatchRules) -> float:

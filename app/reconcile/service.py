@@ -34,6 +34,7 @@ __all__ = [
     "enqueue_reconcile",
     "run_reconciliation",
     "get_run",
+    "list_runs",
     "search",
     "export_csv",
     "CSV_COLUMNS",
@@ -182,6 +183,14 @@ def get_run(session: Session, run_id: int) -> ReconciliationRun:
     if run is None:
         raise NotFound("no such reconciliation run")
     return run
+
+
+def list_runs(session: Session, *, after: int | None = None, limit: int = 50) -> list[ReconciliationRun]:
+    """A page of the session tenant's runs, newest first (``after``: the last id seen)."""
+    query = sa.select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(ReconciliationRun.id < after)
+    return list(session.scalars(query))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         JWT_CSRF_CHECK_FORM=True,
         JWT_CSRF_IN_COOKIES=False,  # forms carry the value from the token's claims
     )
-    from app.web import views  # noqa: F401  (the pages register themselves on bp)
+    from app.web import campaigns, reconcile, views  # noqa: F401  (the pages register themselves on bp)
 
     app.register_blueprint(bp)
 

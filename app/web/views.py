@@ -55,10 +55,10 @@ def render_page(template: str, **context) -> str:
 
 
 def _older(endpoint: str, items: list) -> str | None:
-    """The link to the next (older) page of a full page of ``items``, keeping the filters."""
+    """The link to the next (older) page of a full page of ``items``, keeping the path and the filters."""
     if len(items) < PAGE:
         return None
-    return url_for(endpoint, **{**request.args.to_dict(), "after": items[-1].id})
+    return url_for(endpoint, **{**(request.view_args or {}), **request.args.to_dict(), "after": items[-1].id})
 
 
 @bp.errorhandler(ServiceError)
