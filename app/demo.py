@@ -107,6 +107,8 @@ def start(settings: Settings, base_url: str, stopping: threading.Event,
 
 
 class _Demo:
+    """One seeding: the settings, where it speaks, and the event set when fairq stops."""
+
     def __init__(self, settings: Settings, announce: Callable[[str], None], stopping: threading.Event) -> None:
         self.settings = settings
         self.say = announce
