@@ -45,13 +45,25 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve the API on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port.")
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the database before starting.")
-def up(host: str, port: int, no_migrate: bool) -> None:
+@click.option("--demo", is_flag=True,
+              help="Seed two demo tenants and an operator (passwords printed), a flood of jobs, ingests, "
+                   "a reconciliation and a campaign, and print the dashboard URL. Embedded default only.")
+def up(host: str, port: int, no_migrate: bool, demo: bool) -> None:
     """Run the API, the workers and the periodic scheduler in one process."""
     from app.runner import serve
 
+    settings = get_settings()
+    announce = lambda line: click.echo(line, err=True)  # noqa: E731
+    on_ready = None
+    if demo:
+        from app import demo as demo_seed
+
+        refused = demo_seed.refusal(settings)
+        if refused:
+            raise click.UsageError(refused)
+        on_ready = lambda url, stopping: demo_seed.start(settings, url, stopping, announce)  # noqa: E731
     try:
-        serve(get_settings(), host=host, port=port, migrate_db=not no_migrate,
-              announce=lambda line: click.echo(line, err=True))
+        serve(settings, host=host, port=port, migrate_db=not no_migrate, announce=announce, on_ready=on_ready)
     except OSError as exc:
         raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

@@ -36,8 +36,13 @@ def serve(
     port: int,
     migrate_db: bool = True,
     announce: Callable[[str], None] = print,
+    on_ready: Callable[[str, threading.Event], None] | None = None,
 ) -> None:
     """Run everything until SIGINT or SIGTERM.
+
+    Parameters:
+      on_ready: called once the API answers, with its base URL and an event set when
+        fairq starts stopping (``fairq up --demo`` starts its seeding thread there).
 
     Raises:
       OSError: the address is taken.
@@ -77,6 +82,8 @@ def serve(
         f"{name}: {'embedded' if embedded else 'real'}" for name, embedded in settings.embedded.items()
     )
     announce(f"fairq is up on http://{host}:{server.port}  ({backends}; Ctrl-C to stop)")
+    if on_ready is not None:
+        on_ready(f"http://{_reachable(host)}:{server.port}", stop)
     try:
         stop.wait()
     finally:
@@ -90,3 +97,10 @@ def serve(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         announce("fairq stopped.")
+
+
+def _reachable(host: str) -> str:
+    """An address a browser on this machine reaches ``host`` at (not the wildcard)."""
+    if host in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -35,6 +35,7 @@ __all__ = [
     "get_user",
     "set_user_disabled",
     "create_operator",
+    "set_password",
 ]
 
 logger = logging.getLogger(__name__)
@@ -259,6 +260,25 @@ def create_operator(settings: Settings, *, email: str, password: str) -> User:
     return _insert_user(
         PLATFORM_TENANT, normalise_email(email), hash_password(password, rounds=settings.bcrypt_rounds), "operator"
     )
+
+
+def set_password(settings: Settings, *, tenant_id: str, email: str, password: str) -> User:
+    """Give a user of a tenant (or an operator, in ``_platform``) a new password.
+
+    Tokens issued before stay valid until they expire or are revoked.
+
+    Raises:
+      NotFound: no such user.
+      Invalid: the password is too short.
+    """
+    check_password(password, min_length=settings.password_min_length)
+    password_hash = hash_password(password, rounds=settings.bcrypt_rounds)
+    with tenant_session(tenant_id) as session:
+        user = session.scalar(sa.select(User).where(User.email == normalise_email(email)))
+        if user is None:
+            raise NotFound(f"no user {email} in tenant {tenant_id}")
+        user.password_hash = password_hash
+    return user
 
 
 def list_users(tenant_id: str, *, after: int | None = None, limit: int = 50) -> list[User]:
