@@ -149,3 +149,29 @@ def test_register_ingest_reconcile_run_a_campaign_and_see_two_tenants_as_an_oper
     operator.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters").click()
     assert operator.get_by_text("The dead-letter queue is empty.").is_visible()
     shot(operator, "14-operator-dead-letters")
+
+
+def test_a_live_page_keeps_the_keyboard_focus_and_cancels_a_running_job(fairq_up, browser):
+    base, _process, _folder = fairq_up
+    assert post_json(base + "/register", {"tenant_id": "acme", "email": "admin@acme.example",
+                                          "password": PASSWORD})[0] == 201
+    token = json.loads(post_json(base + "/login", {"tenant_id": "acme", "email": "admin@acme.example",
+                                                    "password": PASSWORD})[1])["access_token"]
+    job_id = json.loads(post_json(base + "/jobs", {"kind": "noop", "payload": {"sleep_ms": 30_000}},
+                                  token=token)[1])["job_id"]
+    page = browser.new_page()
+    page.goto(base + "/ui/login")
+    page.get_by_label("Tenant").fill("acme")
+    page.get_by_label("Email").fill("admin@acme.example")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/ui/jobs")
+    page.goto(f"{base}/ui/jobs/{job_id}")
+    page.locator("#job-state", has_text="running").wait_for(timeout=15_000)
+    page.focus("#cancel-job")
+    # two refreshes of the live part later, the same control still has the focus
+    page.wait_for_timeout(4_500)
+    assert page.evaluate("document.activeElement.id") == "cancel-job"
+    page.keyboard.press("Enter")
+    page.locator("#job-state", has_text="cancelled").wait_for(timeout=15_000)
+    shot(page, "15-job-cancelled")

@@ -11,7 +11,11 @@
         return response.text();
       })
       .then(function (html) {
+        // keep a keyboard user's place: the focused control, if it is still there, keeps focus
+        var focused = document.activeElement;
+        var focusedId = focused && element.contains(focused) ? focused.id : "";
         element.innerHTML = html;
+        if (focusedId && document.getElementById(focusedId)) { document.getElementById(focusedId).focus(); }
         if (!element.querySelector("[data-final]")) { schedule(element); }  // a finished job stops
       })
       .catch(function () { element.setAttribute("data-refresh-stopped", "true"); });
