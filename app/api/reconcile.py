@@ -8,7 +8,7 @@ from apiflask.fields import Date, DateTime, Decimal, Dict, Integer, String
 from apiflask.validators import Length, OneOf, Range
 from flask import current_app
 
-from app.api.downloads import csv_download
+from app.downloads import csv_download
 from app.api.guards import tenant_user_required
 from app.api.jobs import accepted, idempotency_key
 from app.api.pagination import PageIn, page, page_of

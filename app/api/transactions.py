@@ -5,7 +5,7 @@ from apiflask import APIBlueprint, Schema
 from apiflask.fields import Date, DateTime, Decimal, Integer, String
 from apiflask.validators import Length, OneOf
 
-from app.api.downloads import csv_download
+from app.downloads import csv_download
 from app.api.guards import tenant_user_required
 from app.api.pagination import PageIn, page, page_of
 from app.ingest import transactions

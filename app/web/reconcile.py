@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask import redirect, request, url_for
 
-from app.api.downloads import csv_download
+from app.downloads import csv_download
 from app.errors import Invalid, ServiceError
 from app.reconcile import service
 from app.reconcile.models import BREAK_STATUSES, MISMATCH_TYPES
