@@ -32,6 +32,7 @@ from app.quota.plans import limits_for, plan_for
 from app.scheduling.jobs import DEDICATED_PREFIX
 from app.scheduling.kinds import JobContext, JobFailed, current_job, kind_for_actor, set_current_job
 from app.scheduling.batcher import GroupCommit
+from app.scheduling.hotpath import Dedicated
 from app.scheduling.store import Outcome, Started, Store
 from app.settings import get_settings
 
@@ -69,10 +70,12 @@ class Gate(Middleware):
         """This process's group commits for starts and outcomes (made after any fork)."""
         with self._lock:
             if self._commits is None or self._commits[0] != os.getpid():
+                # each flusher thread writes on a connection of its own (PostgreSQL; see hotpath)
+                starts, finishes = Dedicated(get_db(), name="fairq-gate-start"), Dedicated(get_db(), name="fairq-gate-finish")
                 self._commits = (
                     os.getpid(),
-                    GroupCommit(lambda requests: self.store.start_many(requests), name="fairq-gate-start"),
-                    GroupCommit(lambda outcomes: self.store.finish_many(outcomes), name="fairq-gate-finish"),
+                    GroupCommit(lambda requests: self.store.start_many(requests, on=starts), name="fairq-gate-start"),
+                    GroupCommit(lambda outcomes: self.store.finish_many(outcomes, on=finishes), name="fairq-gate-finish"),
                 )
             return self._commits[1], self._commits[2]
 

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from app.db import Database, utcnow
 from app.quota.models import UsageDaily
-from app.scheduling import signals
+from app.scheduling import hotpath, signals
+from app.scheduling.hotpath import Dedicated
 from app.scheduling.models import Job
 from app.tenancy.models import Tenant
 
@@ -91,26 +92,26 @@ class Store:
 
     # -- the gate ----------------------------------------------------------------------------
 
-    def start_many(self, requests: Sequence[tuple[int, bool]]) -> list[Started | None]:
+    def start_many(self, requests: Sequence[tuple[int, bool]], *, on: Dedicated | None = None) -> list[Started | None]:
         """Mark jobs running if they may run now, in one statement: (job id, redelivered) each.
 
         Returns, for each job in order, what the actor needs, or ``None`` if the job may not run
         (finished, cancelled, its tenant paused, ...). A redelivered message means the worker that
-        ran the job died: then a job recorded as ``running`` may start again.
+        ran the job died: then a job recorded as ``running`` may start again. On PostgreSQL the
+        statement runs on ``on``, the calling thread's own connection (a one-off one if ``None``).
         """
         ids = [job_id for job_id, _ in requests]
         redelivered = [job_id for job_id, again in requests if again] or [-1]
-        def start():
-            with self.db.system_engine.connect() as connection:  # one statement: its own transaction
-                return connection.execution_options(isolation_level="AUTOCOMMIT").execute(
-                    _START_MANY, {"ids": ids, "redelivered": redelivered, "now": utcnow()}
-                ).all()
-
-        rows = again_on_deadlock(start)
+        now = utcnow()
+        if self.db.dialect == "postgresql":
+            rows = self._run(hotpath.START, (ids, redelivered, now), on)
+        else:
+            with self.db.system() as connection:
+                rows = connection.execute(_START_MANY, {"ids": ids, "redelivered": redelivered, "now": now}).all()
         started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5], row[6]) for row in rows}
         return [started.get(job_id) for job_id in ids]
 
-    def finish_many(self, outcomes: Sequence[Outcome]) -> list[None]:
+    def finish_many(self, outcomes: Sequence[Outcome], *, on: Dedicated | None = None) -> list[None]:
         """Record the outcomes of attempts and meter their usage, in one transaction (usage summed
         per tenant, kind and day), and tell the dispatcher which jobs left flight."""
         now = utcnow()
@@ -134,24 +135,23 @@ class Store:
         ended = [(o.started.job_id, o.run_seconds) for o in outcomes]
         if self.db.dialect == "postgresql":
             # one statement, one round trip: the outcomes, the usage and the dispatcher's news
-            params = {
-                "ids": [u["job_id"] for u in updates],
-                "states": [u["state"] for u in updates],
-                "finished": [u["finished_at"] for u in updates],
-                "runs": [u["run_seconds"] for u in updates],
-                "errors": [u["last_error"] for u in updates],
-                "results": [None if u["result"] is None else json.dumps(u["result"]) for u in updates],
-                "not_before": [u["not_before"] for u in updates],
-                "day": day,
-                "u_tenants": [tenant for tenant, _ in usage_rows],
-                "u_kinds": [kind for _, kind in usage_rows],
-                "u_runs": [a["run_seconds"] for a in usage_rows.values()],
-                "u_rows": [a["rows"] for a in usage_rows.values()],
-                "u_messages": [a["messages"] for a in usage_rows.values()],
-                "u_failures": [a["failures"] for a in usage_rows.values()],
-                "news": signals.ended_payloads(ended),
-            }
-            again_on_deadlock(lambda: self._finish_many_pg(params))
+            self._run(hotpath.FINISH, (
+                [u["job_id"] for u in updates],
+                [u["state"] for u in updates],
+                [u["finished_at"] for u in updates],
+                [u["run_seconds"] for u in updates],
+                [u["last_error"] for u in updates],
+                [None if u["result"] is None else json.dumps(u["result"]) for u in updates],
+                [u["not_before"] for u in updates],
+                day,
+                [tenant for tenant, _ in usage_rows],
+                [kind for _, kind in usage_rows],
+                [a["run_seconds"] for a in usage_rows.values()],
+                [a["rows"] for a in usage_rows.values()],
+                [a["messages"] for a in usage_rows.values()],
+                [a["failures"] for a in usage_rows.values()],
+                signals.ended_payloads(ended),
+            ), on)
             return [None] * len(outcomes)
         with self.db.system() as connection:
             connection.execute(_FINISH, updates)
@@ -162,9 +162,15 @@ class Store:
             signals.ended(connection, ended)
         return [None] * len(outcomes)
 
-    def _finish_many_pg(self, params: dict) -> None:
-        with self.db.system_engine.connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT").execute(_FINISH_MANY_PG, params)
+    def _run(self, statement: hotpath.Prepared, params: Sequence, on: Dedicated | None) -> list[tuple]:
+        """One of the hot statements on PostgreSQL, on ``on`` or on a connection opened for it."""
+        if on is not None:
+            return again_on_deadlock(lambda: on.run(statement, params))
+        once = Dedicated(self.db, name=statement.name)
+        try:
+            return again_on_deadlock(lambda: once.run(statement, params))
+        finally:
+            once.close()
 
     def why_not_started(self, job_id: int) -> str:
         """Why :meth:`start_many` refused: ``missing``, ``paused``, ``cancelled``, or the job's state."""
@@ -263,15 +269,16 @@ class Store:
                 .where(jobs.c.state.in_(("dispatched", "running")))
             )]
 
-    def mark_dispatched(self, job_ids: Sequence[int]) -> None:
+    def mark_dispatched(self, job_ids: Sequence[int], *, on: Dedicated | None = None) -> None:
         """After the broker confirmed their messages: the jobs are dispatched (if still waiting)."""
         if not job_ids:
             return
-        def mark():
-            with self.db.system() as connection:  # a fast worker may have started one already: keep its state
-                connection.execute(_MARK_DISPATCHED, {"ids": list(job_ids), "now": utcnow()})
-
-        again_on_deadlock(mark)
+        now = utcnow()
+        if self.db.dialect == "postgresql":
+            self._run(hotpath.MARK_DISPATCHED, (list(job_ids), now), on)
+            return
+        with self.db.system() as connection:  # a fast worker may have started one already: keep its state
+            connection.execute(_MARK_DISPATCHED, {"ids": list(job_ids), "now": now})
 
     def finished(self, job_ids: Sequence[int]) -> list[Finished]:
         """Which of these in-flight jobs are no longer in flight."""
@@ -329,13 +336,15 @@ def again_on_deadlock(action, *, attempts: int = DEADLOCK_ATTEMPTS):
     tried again, goes through (left alone, a job it was starting would wait for its lease).
 
     Raises:
-      sqlalchemy.exc.OperationalError: any other error, or the last deadlock.
+      any other error, or the last deadlock.
     """
     for attempt in range(1, attempts + 1):
         try:
             return action()
-        except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) not in _TRY_AGAIN or attempt == attempts:
+        except Exception as exc:
+            # SQLAlchemy wraps the driver's error (``orig``); a dedicated connection raises it bare
+            code = getattr(getattr(exc, "orig", exc), "pgcode", None)
+            if code not in _TRY_AGAIN or attempt == attempts:
                 raise
             logger.info("deadlock on job rows (attempt %d); trying again", attempt)
 
@@ -399,38 +408,6 @@ _FINISH = (
         not_before=sa.bindparam("not_before"),
     )
 )
-
-_FINISH_MANY_PG = sa.text(f"""
-    WITH done AS (
-        UPDATE jobs SET
-            state = v.state,
-            finished_at = v.finished_at,
-            run_seconds = jobs.run_seconds + v.run_seconds,
-            last_error = v.last_error,
-            result = COALESCE(v.result, jobs.result),
-            not_before = v.not_before
-        FROM unnest(
-            CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:finished AS timestamptz[]),
-            CAST(:runs AS float8[]), CAST(:errors AS text[]), CAST(:results AS jsonb[]),
-            CAST(:not_before AS timestamptz[])
-        ) AS v(id, state, finished_at, run_seconds, last_error, result, not_before)
-        WHERE jobs.id = v.id AND jobs.state = 'running'
-        RETURNING jobs.id
-    ), metered AS (
-        INSERT INTO usage_daily (tenant_id, day, kind, jobs, run_seconds, rows, messages, failures)
-        SELECT t, :day, k, 0, r, ro, m, f FROM unnest(
-            CAST(:u_tenants AS text[]), CAST(:u_kinds AS text[]), CAST(:u_runs AS float8[]),
-            CAST(:u_rows AS bigint[]), CAST(:u_messages AS bigint[]), CAST(:u_failures AS bigint[])
-        ) AS x(t, k, r, ro, m, f)
-        ON CONFLICT (tenant_id, day, kind) DO UPDATE SET
-            run_seconds = usage_daily.run_seconds + excluded.run_seconds,
-            rows = usage_daily.rows + excluded.rows,
-            messages = usage_daily.messages + excluded.messages,
-            failures = usage_daily.failures + excluded.failures
-        RETURNING 1
-    )
-    SELECT pg_notify('{signals.CHANNEL}', news) FROM unnest(CAST(:news AS text[])) AS n(news)
-""")
 
 def _mark_dispatched():
     """After publishing: waiting jobs become ``dispatched``. The mark runs a moment after the

@@ -1,0 +1,178 @@
+"""The gate's and the dispatcher's batch statements on PostgreSQL, each on a connection of its own.
+
+Every job passes three multi-row statements: the gate's start, the gate's
+outcome and the dispatcher's mark. Each runs on one group-commit thread
+(:mod:`app.scheduling.batcher`), and here that thread keeps one DBAPI connection
+for itself, in autocommit mode, with its statement prepared on the server
+once. A batch is then exactly one round trip. Through the pool it was four:
+checkout, switch to autocommit, the statement, and the reset on return
+(measured with py-spy: the isolation-level switch alone took as long as the
+statement), plus SQLAlchemy's execution path around a statement of well
+under a millisecond.
+
+The statements keep the same meaning as the portable ones in
+:mod:`app.scheduling.store`, which the embedded default (SQLite) runs; the
+tests run both.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.db import Database
+from app.scheduling import signals
+
+__all__ = ["Dedicated", "Prepared", "START", "FINISH", "MARK_DISPATCHED"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement prepared on the server: ``$1``, ``$2``, ... of the given types."""
+
+    name: str
+    types: tuple[str, ...]
+    sql: str
+
+    @property
+    def prepare(self) -> str:
+        return f"PREPARE {self.name} ({', '.join(self.types)}) AS {self.sql}"
+
+    @property
+    def execute(self) -> str:
+        # explicit casts: psycopg2 sends a list as ARRAY[...], whose element type PostgreSQL
+        # would otherwise guess from the first element (or not at all when every one is NULL)
+        return f"EXECUTE {self.name} ({', '.join(f'%s::{t}' for t in self.types)})"
+
+
+class Dedicated:
+    """One thread's own connection to PostgreSQL, across all tenants, in autocommit mode.
+
+    Opened on first use from the system pool's settings (so it is opened for all
+    tenants like the pool's connections) and then detached from the pool. After
+    an error that may have broken it, it is closed and opened again on the next
+    call; a deadlock or another statement error leaves it as it is.
+    """
+
+    def __init__(self, db: Database, *, name: str) -> None:
+        self.db = db
+        self.name = name
+        self._connection = None
+        self._prepared: set[str] = set()
+        self._owner: int | None = None
+
+    def run(self, statement: Prepared, params: Sequence[Any]) -> list[tuple]:
+        """Execute ``statement`` with ``params``; its rows (empty when it returns none).
+
+        Raises:
+          psycopg2.Error: the statement failed (see :func:`app.scheduling.store.again_on_deadlock`).
+        """
+        import psycopg2
+
+        owner = threading.get_ident()
+        if self._owner is None:
+            self._owner = owner
+        assert self._owner == owner, f"{self.name}: a dedicated connection belongs to one thread"
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                if statement.name not in self._prepared:
+                    cursor.execute(statement.prepare)
+                    self._prepared.add(statement.name)
+                cursor.execute(statement.execute, tuple(params))
+                return cursor.fetchall() if cursor.description is not None else []
+        except psycopg2.errors.TransactionRollbackError:
+            raise  # a deadlock victim or a serialisation failure: the connection is fine
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            self.close()
+            raise
+
+    def _connect(self):
+        if self._connection is None or self._connection.closed:
+            proxied = self.db.system_engine.raw_connection()
+            connection = proxied.driver_connection
+            proxied.detach()  # ours until closed; the pool opens another for its own users
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit = off")
+            self._connection = connection
+            self._prepared = set()
+        return self._connection
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.closed:
+            try:
+                connection.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                logger.debug("closing %s's connection failed", self.name, exc_info=True)
+
+
+#: The gate's start: jobs that may run now become ``running`` (see ``Store.start_many``).
+START = Prepared(
+    "fairq_start",
+    ("bigint[]", "bigint[]", "timestamptz"),
+    """
+    UPDATE jobs SET state = 'running', started_at = $3, attempts = attempts + 1, last_error = NULL
+    WHERE id = ANY($1)
+      AND (state IN ('queued', 'dispatched')
+           OR (state = 'failed' AND (not_before IS NULL OR not_before <= $3))
+           OR (state = 'running' AND id = ANY($2)))
+      AND cancel_requested IS false
+      AND NOT (SELECT paused FROM tenants WHERE tenants.id = jobs.tenant_id)
+    RETURNING id, tenant_id, kind, payload, attempts, max_retries, enqueued_at
+    """,
+)
+
+#: The gate's outcomes, their usage and the dispatcher's news, in one statement
+#: (see ``Store.finish_many``).
+FINISH = Prepared(
+    "fairq_finish",
+    ("bigint[]", "text[]", "timestamptz[]", "float8[]", "text[]", "jsonb[]", "timestamptz[]",
+     "date", "text[]", "text[]", "float8[]", "bigint[]", "bigint[]", "bigint[]", "text[]"),
+    f"""
+    WITH done AS (
+        UPDATE jobs SET
+            state = v.state,
+            finished_at = v.finished_at,
+            run_seconds = jobs.run_seconds + v.run_seconds,
+            last_error = v.last_error,
+            result = COALESCE(v.result, jobs.result),
+            not_before = v.not_before
+        FROM unnest($1, $2, $3, $4, $5, $6, $7)
+            AS v(id, state, finished_at, run_seconds, last_error, result, not_before)
+        WHERE jobs.id = v.id AND jobs.state = 'running'
+        RETURNING jobs.id
+    ), metered AS (
+        INSERT INTO usage_daily (tenant_id, day, kind, jobs, run_seconds, rows, messages, failures)
+        SELECT t, $8, k, 0, r, ro, m, f FROM unnest($9, $10, $11, $12, $13, $14) AS x(t, k, r, ro, m, f)
+        ON CONFLICT (tenant_id, day, kind) DO UPDATE SET
+            run_seconds = usage_daily.run_seconds + excluded.run_seconds,
+            rows = usage_daily.rows + excluded.rows,
+            messages = usage_daily.messages + excluded.messages,
+            failures = usage_daily.failures + excluded.failures
+        RETURNING 1
+    )
+    SELECT pg_notify('{signals.CHANNEL}', news) FROM unnest($15) AS n(news)
+    """,
+)
+
+#: Still waiting (tested on the row being updated, so a start that won the race is kept).
+_WAITING = "(state IN ('queued', 'failed') AND (not_before IS NULL OR not_before <= $2))"
+
+#: After publishing: waiting jobs become ``dispatched`` (see ``Store.mark_dispatched``).
+MARK_DISPATCHED = Prepared(
+    "fairq_mark_dispatched",
+    ("bigint[]", "timestamptz"),
+    """
+    UPDATE jobs SET
+        state = CASE WHEN {w} THEN 'dispatched' ELSE state END,
+        not_before = CASE WHEN {w} THEN NULL ELSE not_before END,
+        dispatched_at = CASE WHEN {w} OR dispatched_at IS NULL THEN $2 ELSE dispatched_at END
+    WHERE id = ANY($1)
+    """.format(w=_WAITING),
+)
