@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -166,6 +166,12 @@ class Settings(BaseSettings):
     dispatch_window: int = Field(
         16, ge=1, le=10_000,
         description="Jobs kept in flight in the broker at most (about twice the worker threads in all).",
+    )
+    dispatcher: Literal["companion", "thread"] = Field(
+        "companion",
+        description="Where `dramatiq app.tasks` runs the dispatcher on PostgreSQL: `companion`, a process of "
+                    "its own beside the worker processes (each keeps a standby thread); `thread`, a thread in "
+                    "every worker process. `fairq up` always uses a thread.",
     )
     aging_seconds: float = Field(
         60.0, gt=0, description="Within a tenant, a job gains one priority level per this many seconds waiting."

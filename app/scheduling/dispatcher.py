@@ -1,7 +1,12 @@
 """The dispatcher: fills a small window of work in the broker, in fair order.
 
-One dispatcher leads at a time (see :mod:`app.scheduling.leader`); it runs as
-a thread in every worker process and in ``fairq up``. Each round it:
+One dispatcher leads at a time (see :mod:`app.scheduling.leader`). Under
+``dramatiq app.tasks`` on PostgreSQL it runs in a companion process of its own
+(:mod:`app.scheduling.companion`), so the worker processes' interpreters are
+left to the jobs; each worker process keeps a dispatcher thread standing by,
+which leads only while no companion is up (and steps down when one comes).
+With ``FAIRQ_DISPATCHER=thread``, in ``fairq up`` and on the embedded default,
+the threads lead. Each round it:
 
 1. hears which tenants have news (new jobs, finished jobs) — NOTIFY or the in-process bus;
 2. checks which of its in-flight jobs have ended, and charges their measured
@@ -35,6 +40,7 @@ from app.quota.plans import limits_for, plan_for
 from app.scheduling import signals
 from app.scheduling.batcher import GroupCommit
 from app.scheduling.fairness import Candidate, FairQueue
+from app.scheduling.hotpath import Dedicated
 from app.scheduling.kinds import JOBS_QUEUE, kinds
 from app.scheduling.leader import make_leadership
 from app.scheduling.publisher import make_publisher
@@ -47,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between attempts to become the leader.
 LEADER_RETRY = 2.0
+#: ... for a companion in its first seconds (HANDOVER), while the leading thread hands over to it.
+COMPANION_RETRY = 0.2
+HANDOVER = 10.0
 #: Seconds between reloads of tenants' weights, plans and pauses.
 TENANT_REFRESH = 2.0
 #: Seconds between lease checks and backlog re-counts.
@@ -66,6 +75,8 @@ SWEEP = 1.0
 DUE_CHECK = 0.25
 #: Seconds between publications of the tenants' shares of worker time (metrics).
 SHARE_PUBLISH = 1.0
+#: Seconds between a worker thread's checks for a dispatcher companion (it defers to one).
+COMPANION_CHECK = 2.0
 
 
 @dataclass
@@ -80,7 +91,7 @@ class Dispatcher:
     """The leader's loop (see the module docstring). ``step()`` is one round, for tests."""
 
     def __init__(self, broker, settings: Settings, *, store: Store | None = None, publisher=None,
-                 buckets=None, leadership=None, clock=time.time) -> None:
+                 buckets=None, leadership=None, clock=time.time, defer_to_companion: bool = False) -> None:
         self.broker = broker
         self.settings = settings
         self.store = store or Store(get_db(settings))
@@ -88,6 +99,10 @@ class Dispatcher:
         self.buckets = buckets if buckets is not None else make_buckets(settings)  # an empty one is falsy
         self.leadership = leadership or make_leadership(settings.sqlalchemy_url)
         self.clock = clock
+        #: a worker process's dispatcher: stands by while a companion is up (see the module docstring)
+        self.defer_to_companion = defer_to_companion
+        self._companion_at = 0.0
+        self._started_at = time.monotonic()
         self.window = settings.dispatch_window
         #: while work is waiting, a round starts only once this many slots are free
         self.batch = max(1, int(self.window * BATCH_SHARE))
@@ -111,11 +126,13 @@ class Dispatcher:
         self.share = ShareWindow(settings.metrics_share_window_seconds)
         self._shared_at = 0.0
         # marking jobs dispatched is off the critical path: the gate admits a job either way
+        self._marks_on = Dedicated(self.store.db, name="fairq-dispatch-mark")
         self._marker = GroupCommit(self._mark, name="fairq-dispatch-mark")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         self._thread = threading.Thread(target=self.run, name="fairq-dispatcher", daemon=True)
         self._thread.start()
 
@@ -125,20 +142,37 @@ class Dispatcher:
             self._thread.join(timeout)
         self.leadership.release()
         self.publisher.close()
+        self._marks_on.close()  # a mark still in flight fails: the gate starts queued jobs as well
         metrics.clear_shares()
 
     def run(self) -> None:
         while not self._stop.is_set():
             try:
                 if not self.leadership.held:
-                    if not self.leadership.try_acquire():
-                        self._stop.wait(LEADER_RETRY)
+                    if self._companion_up() or not self.leadership.try_acquire():
+                        self._stop.wait(self._retry_after())
                         continue
                     self.become_leader()
+                elif time.monotonic() - self._companion_at > COMPANION_CHECK and self._companion_up():
+                    logger.info("a dispatcher companion is up: handing dispatching over to it")
+                    self.leadership.release()
+                    continue
                 self.step()
             except Exception:
                 logger.exception("dispatcher round failed; retrying")
                 self._stop.wait(1.0)
+
+    def _retry_after(self) -> float:
+        """Seconds until the next try to lead (a new companion tries often: it is being handed over to)."""
+        handing_over = self.leadership.companion and time.monotonic() - self._started_at < HANDOVER
+        return COMPANION_RETRY if handing_over else LEADER_RETRY
+
+    def _companion_up(self) -> bool:
+        """Whether this dispatcher should stand by for a companion."""
+        if not self.defer_to_companion:
+            return False
+        self._companion_at = time.monotonic()
+        return self.leadership.companion_alive()
 
     def become_leader(self) -> None:
         """Load what the previous leader knew: tenants, jobs in flight, the backlog."""
@@ -160,7 +194,9 @@ class Dispatcher:
         """One round; returns how many jobs were dispatched."""
         full = len(self.in_flight) >= self.window
         for news in self.leadership.wait_for_news(FULL_WAIT if full else IDLE_WAIT):
-            if news.startswith(signals.WAKE):
+            if news == signals.COMPANION_UP:
+                self._companion_at = 0.0  # the run loop checks for it at once
+            elif news.startswith(signals.WAKE):
                 for job_id, seconds in signals.parse_ended(news):
                     self._ended(job_id, seconds)
             else:
@@ -272,7 +308,7 @@ class Dispatcher:
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _mark(self, batches: list[list[int]]) -> list[None]:
-        self.store.mark_dispatched([job_id for batch in batches for job_id in batch])
+        self.store.mark_dispatched([job_id for batch in batches for job_id in batch], on=self._marks_on)
         return [None] * len(batches)
 
     def _refill(self, tenant_id: str, n: int) -> list[Candidate]:
@@ -343,14 +379,25 @@ class Dispatcher:
 
 
 class DispatcherMiddleware(Middleware):
-    """Runs a dispatcher thread in each worker process (one of them leads)."""
+    """Runs a dispatcher thread in each worker process, and asks the ``dramatiq`` command for a
+    companion process (see the module docstring)."""
 
     def __init__(self) -> None:
         self.dispatcher: Dispatcher | None = None
 
+    @property
+    def forks(self):
+        """The dispatcher companion, forked once per ``dramatiq`` command (PostgreSQL only)."""
+        from app.scheduling.companion import companion_wanted, run_companion
+
+        return [run_companion] if companion_wanted(get_settings()) else []
+
     def after_worker_boot(self, broker, worker) -> None:
         """Called once a worker has started: starts this process's dispatcher."""
-        self.dispatcher = Dispatcher(broker, get_settings())
+        from app.scheduling.companion import companion_wanted
+
+        settings = get_settings()
+        self.dispatcher = Dispatcher(broker, settings, defer_to_companion=companion_wanted(settings))
         self.dispatcher.start()
 
     def before_worker_shutdown(self, broker, worker) -> None:

@@ -4,10 +4,16 @@ The PostgreSQL lock lives on a connection of its own: if the leader's process
 dies, the connection closes, the lock is released, and another worker's
 dispatcher takes over at its next attempt (every couple of seconds). The same
 connection listens for the ``NOTIFY`` of new work.
+
+A dispatcher companion (:mod:`app.scheduling.companion`, a process of its own
+beside the worker processes) also holds a second lock, shared: while any
+companion is up, the dispatcher threads of worker processes stand by, and one
+that leads steps down (see :class:`~app.scheduling.dispatcher.Dispatcher`).
 """
 from __future__ import annotations
 
 import logging
+import os
 import select
 import threading
 
@@ -15,12 +21,24 @@ from sqlalchemy.engine import make_url
 
 from app.scheduling import signals
 
-__all__ = ["Leadership", "LocalLeadership", "PostgresLeadership", "make_leadership", "LOCK_KEY"]
+__all__ = ["Leadership", "LocalLeadership", "PostgresLeadership", "make_leadership", "LOCK_KEY", "COMPANION_KEY"]
 
 logger = logging.getLogger(__name__)
 
 #: The advisory lock key of the dispatcher (any 64-bit number unique to fairq).
 LOCK_KEY = 0x66616972_71640001
+#: The advisory lock every dispatcher companion holds, shared, while it is up.
+COMPANION_KEY = LOCK_KEY + 1
+
+#: A 64-bit advisory lock shows in ``pg_locks`` as its high half (classid) and low half (objid).
+_COMPANION_HELD = """
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND objsubid = 1 AND mode = 'ShareLock' AND granted
+          AND classid = %s::bigint::oid AND objid = %s::bigint::oid
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    )
+"""
 
 _local_lock = threading.Lock()
 
@@ -29,6 +47,8 @@ class Leadership:
     """Interface: who leads, and how the leader hears news."""
 
     held = False
+    #: a dispatcher companion's leadership (see the module docstring)
+    companion = False
 
     def try_acquire(self) -> bool:
         raise NotImplementedError
@@ -39,6 +59,10 @@ class Leadership:
     def wait_for_news(self, timeout: float) -> set[str]:
         """Tenants announced since the last call, waiting up to ``timeout`` seconds for one."""
         return signals.bus.wait(timeout)
+
+    def companion_alive(self) -> bool:
+        """Whether a dispatcher companion is up (there is none on the embedded default)."""
+        return False
 
 
 class LocalLeadership(Leadership):
@@ -58,20 +82,38 @@ class LocalLeadership(Leadership):
 class PostgresLeadership(Leadership):
     """A session-level advisory lock on a dedicated connection, which also LISTENs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, companion: bool = False) -> None:
         self.url = url
+        #: this is a companion's leadership: it holds the companion lock while connected
+        self.companion = companion
         self._connection = None
+
+    def _connect(self):
+        import psycopg2
+
+        if self._connection is None or self._connection.closed:
+            self.held = False
+            url = make_url(self.url).set(drivername="postgresql")
+            self._connection = psycopg2.connect(
+                url.render_as_string(hide_password=False), connect_timeout=5, application_name=self.application_name
+            )
+            self._connection.autocommit = True
+            if self.companion:  # up: hold the lock, and tell the leading thread to hand over
+                with self._connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_lock_shared(%s)", (COMPANION_KEY,))
+                    cursor.execute("SELECT pg_notify(%s, %s)", (signals.CHANNEL, signals.COMPANION_UP))
+        return self._connection
+
+    @property
+    def application_name(self) -> str:
+        """How its connection shows in ``pg_stat_activity``: which kind of dispatcher, which process."""
+        return f"fairq-dispatcher{'-companion' if self.companion else ''}:{os.getpid()}"
 
     def try_acquire(self) -> bool:
         import psycopg2
 
         try:
-            if self._connection is None or self._connection.closed:
-                self.held = False
-                url = make_url(self.url).set(drivername="postgresql")
-                self._connection = psycopg2.connect(url.render_as_string(hide_password=False), connect_timeout=5)
-                self._connection.autocommit = True
-            with self._connection.cursor() as cursor:
+            with self._connect().cursor() as cursor:
                 if not self.held:
                     cursor.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
                     self.held = bool(cursor.fetchone()[0])
@@ -83,6 +125,22 @@ class PostgresLeadership(Leadership):
             logger.warning("lost the dispatcher's database connection")
             self._drop()
         return self.held
+
+    def companion_alive(self) -> bool:
+        """Whether any companion holds its shared lock (read from ``pg_locks``: trying the lock
+        would make two standing-by threads see each other as a companion)."""
+        import psycopg2
+
+        if self.companion:
+            return True
+        try:
+            with self._connect().cursor() as cursor:
+                cursor.execute(_COMPANION_HELD, (COMPANION_KEY >> 32, COMPANION_KEY & 0xFFFFFFFF))
+                return bool(cursor.fetchone()[0])
+        except psycopg2.Error:
+            logger.warning("lost the dispatcher's database connection")
+            self._drop()
+            return False
 
     def wait_for_news(self, timeout: float) -> set[str]:
         connection = self._connection
@@ -116,8 +174,8 @@ class PostgresLeadership(Leadership):
         self._connection = None
 
 
-def make_leadership(database_url: str) -> Leadership:
-    """Leadership for the database at ``database_url``."""
+def make_leadership(database_url: str, *, companion: bool = False) -> Leadership:
+    """Leadership for the database at ``database_url`` (``companion``: a companion's)."""
     if database_url.startswith("postgresql"):
-        return PostgresLeadership(database_url)
+        return PostgresLeadership(database_url, companion=companion)
     return LocalLeadership()

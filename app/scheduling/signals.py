@@ -14,13 +14,15 @@ from sqlalchemy.orm import Session
 
 from app.db import AFTER_COMMIT
 
-__all__ = ["CHANNEL", "WAKE", "announce", "ended", "ended_payloads", "parse_ended", "bus", "LocalBus"]
+__all__ = ["CHANNEL", "WAKE", "COMPANION_UP", "announce", "ended", "ended_payloads", "parse_ended", "bus", "LocalBus"]
 
 #: The PostgreSQL channel the dispatcher listens on; the payload is a tenant id.
 CHANNEL = "fairq_jobs"
 #: Payloads that start with this report jobs that left flight, ``~<id>:<run seconds>,...``, and
 #: say no tenant has new work (a tenant id never starts with it).
 WAKE = "~"
+#: The payload a dispatcher companion sends when it comes up: the leading thread hands over at once.
+COMPANION_UP = "~companion"
 
 
 class LocalBus:
