@@ -185,3 +185,59 @@ def test_the_companion_leads_and_a_worker_thread_takes_over_when_it_dies(client,
                 os.killpg(worker.pid, signal.SIGKILL)
     assert worker.returncode == 0
     assert _leader(fast_retries) is None  # nothing left holding the lock
+
+
+def test_posted_items_wait_for_room_and_drain_waits_for_their_write():
+    """The gate posts outcomes without waiting; a slow database holds posters back at
+    ``max_pending``, and a stopping worker drains what is queued."""
+    from app.scheduling.batcher import GroupCommit
+
+    written, gate = [], threading.Event()
+
+    def flush(items):
+        gate.wait(10)  # the database is slow until the test opens the gate
+        written.extend(items)
+        return [None] * len(items)
+
+    commits = GroupCommit(flush, name="test-flush", max_batch=2, max_pending=3)
+    commits.post(0)  # taken by the flusher at once, which then waits
+    wait_for(lambda: commits._flushing, timeout=5)
+    for item in (1, 2, 3):
+        commits.post(item)
+    poster = threading.Thread(target=commits.post, args=(4,))
+    poster.start()
+    poster.join(0.3)
+    assert poster.is_alive()  # three are waiting: the fourth poster waits for room
+    assert not commits.drain(0.1)
+    gate.set()
+    poster.join(5)
+    assert commits.drain(5)
+    assert written == [0, 1, 2, 3, 4]
+
+
+def test_a_stopping_worker_writes_the_outcomes_it_queued(fast_retries, db, client):
+    """SIGTERM while outcomes wait for a slow database: each is written before the process exits."""
+    from app.db import get_owner_db
+    from tests.test_scheduling_e2e import enqueue, states
+
+    a = sign_up(client, "acme")
+    ids = [enqueue(client, a) for _ in range(20)]
+    worker = subprocess.Popen(
+        ["dramatiq", "app.tasks", "--processes", "1", "--threads", "4"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: "succeeded" in states(ids).values(), timeout=60)
+        with get_owner_db(fast_retries).engine.connect() as blocker:
+            # the outcomes' usage upsert waits for this row lock: outcomes queue up in the worker
+            blocker.execute(sa.text("SELECT 1 FROM usage_daily FOR UPDATE"))
+            wait_for(lambda: list(states(ids).values()).count("running") >= 3, timeout=30)
+            worker.send_signal(signal.SIGTERM)
+            with pytest.raises(subprocess.TimeoutExpired):
+                worker.wait(2)  # it waits for its outcomes to be written
+            blocker.rollback()
+        worker.wait(60)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert "running" not in states(ids).values()  # every job that ran has its outcome recorded

@@ -3,8 +3,10 @@
 Worker threads call :meth:`GroupCommit.submit` and block until the batch that
 holds their item is committed; one flusher thread takes whatever has gathered
 (up to ``max_batch``) and runs it as a single transaction. A thread therefore
-only goes on — and Dramatiq only acknowledges its message — once its write is
-durable, yet eight threads finishing at once cost one commit, not eight.
+only goes on once its write is durable, yet eight threads finishing at once
+cost one commit, not eight. :meth:`GroupCommit.post` queues an item without
+waiting (blocking only while ``max_pending`` items wait already), and
+:meth:`GroupCommit.drain` waits until everything posted has been written.
 """
 from __future__ import annotations
 
@@ -38,11 +40,15 @@ class GroupCommit(Generic[Item, Result]):
       flush: writes a batch in one transaction; an exception fails every item of that batch.
       name: the flusher thread's name.
       max_batch: the most items one flush takes.
+      max_pending: the most items waiting for a flush; :meth:`post` blocks while there are more.
     """
 
-    def __init__(self, flush: Callable[[Sequence[Item]], Sequence[Result]], *, name: str, max_batch: int = 64) -> None:
+    def __init__(self, flush: Callable[[Sequence[Item]], Sequence[Result]], *, name: str, max_batch: int = 64,
+                 max_pending: int = 1024) -> None:
         self._flush = flush
         self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._flushing = False
         self._pending: list[_Pending[Item, Result]] = []
         self._condition = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -65,10 +71,18 @@ class GroupCommit(Generic[Item, Result]):
         return pending.result  # type: ignore[return-value]
 
     def post(self, item: Item) -> None:
-        """Queue ``item`` without waiting for its commit (failures are logged)."""
+        """Queue ``item`` without waiting for its commit (failures are logged); waits only while
+        ``max_pending`` items are queued already (the database is slower than the workers)."""
         with self._condition:
+            while len(self._pending) >= self._max_pending:
+                self._condition.wait()
             self._pending.append(_Pending(item))
-            self._condition.notify()
+            self._condition.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every item queued so far is written (or failed); False if ``timeout`` passed first."""
+        with self._condition:
+            return self._condition.wait_for(lambda: not self._pending and not self._flushing, timeout)
 
     def _run(self) -> None:
         while True:
@@ -76,6 +90,8 @@ class GroupCommit(Generic[Item, Result]):
                 while not self._pending:
                     self._condition.wait()
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
+                self._flushing = True
+                self._condition.notify_all()  # room for posters that wait
             try:
                 results = self._flush([p.item for p in batch])
                 for pending, result in zip(batch, results, strict=True):
@@ -86,3 +102,6 @@ class GroupCommit(Generic[Item, Result]):
                     pending.error = exc
             for pending in batch:
                 pending.done.set()
+            with self._condition:
+                self._flushing = False
+                self._condition.notify_all()  # for drain()

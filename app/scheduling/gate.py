@@ -6,7 +6,9 @@ and re-checks the tenant's concurrency cap for that kind (the dispatcher
 checked both; they can change while a message waits). A job it turns away is
 either finished already (a duplicate delivery: skipped) or deferred: put back
 in the queue for later, with no attempt or retry used. After the actor, the
-gate records the outcome, the run time and the usage, in one transaction.
+gate records the outcome, the run time and the usage, in one transaction
+shared with other threads' outcomes; on PostgreSQL the worker thread does not
+wait for it (a stopping worker does, see :meth:`Gate.after_worker_shutdown`).
 
 Only :class:`~dramatiq.middleware.SkipMessage` stops a message from a
 ``before_`` hook; any other exception would be logged and swallowed by
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 DEFER_SECONDS = 1.0
 #: Seconds the gate trusts its copy of the tenants' plans.
 PLAN_TTL = 5.0
+#: Seconds a stopping worker waits for its queued outcomes to be written.
+OUTCOME_DRAIN = 30.0
 
 
 def backoff(attempt: int, *, base: float, maximum: float, rng: random.Random | None = None) -> float:
@@ -84,6 +88,14 @@ class Gate(Middleware):
         for queue in sorted(worker.consumer_whitelist or ()):
             if queue.startswith(DEDICATED_PREFIX):
                 broker.declare_queue(queue)
+
+    def after_worker_shutdown(self, broker, worker) -> None:
+        """Called once a worker has stopped: writes the outcomes still queued."""
+        with self._lock:
+            commits = self._commits if self._commits is not None and self._commits[0] == os.getpid() else None
+        if commits is not None and not commits[2].drain(OUTCOME_DRAIN):
+            logger.warning("outcomes still unwritten after %.0f s at shutdown; their jobs re-run after their lease",
+                           OUTCOME_DRAIN)
 
     def before_process_message(self, broker, message) -> None:
         """Called before a message is processed.
@@ -156,9 +168,16 @@ class Gate(Middleware):
             not_before = utcnow() + timedelta(seconds=delay)
         else:
             state, error = "succeeded", None
+        outcome = Outcome(started, state, run_seconds, error, job.result, not_before)
         try:
             _, finishes = self._group_commits()
-            finishes.submit(Outcome(started, state, run_seconds, error, job.result, not_before))
+            if get_db().dialect == "postgresql":
+                # written behind the worker's back (drained at shutdown): the thread takes its next
+                # message at once. Should the process die before the write, the job stays
+                # ``running`` and the lease check runs it again (at-least-once, as for any crash).
+                finishes.post(outcome)
+            else:  # the embedded default: a message joined is a job recorded
+                finishes.submit(outcome)
         except Exception:
             logger.exception("could not record the outcome of job %s; left for re-dispatch", job.job_id)
             logs.bind(job_id=None, tenant_id=None)
