@@ -18,6 +18,8 @@ STATES = ("queued", "dispatched", "running", "succeeded", "failed", "dead", "can
 ACTIVE_STATES = ("dispatched", "running")
 #: States a job never leaves (but for an operator's replay of a dead job).
 FINAL_STATES = ("succeeded", "dead", "cancelled")
+#: The states read by state (an index holds only these jobs).
+_LISTED = "state IN ('queued', 'failed', 'dispatched', 'running', 'dead')"
 #: Priority names and their values (higher runs first within a tenant).
 PRIORITIES = {"low": 0, "normal": 1, "high": 2}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
@@ -40,8 +42,17 @@ class Job(TenantScoped, Base):
             sqlite_where=sa.text("state IN ('queued', 'failed')"),
         ),
         sa.Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
-        sa.Index("ix_jobs_state_id", "state", "id"),
-        sa.Index("ix_jobs_not_before", "not_before"),
+        # counts of waiting / in-flight / dead jobs, the lease check, the dead letters: never the
+        # succeeded ones, so a job leaves this index when it succeeds (migration 0009)
+        sa.Index(
+            "ix_jobs_state_id", "state", "id",
+            postgresql_where=sa.text(_LISTED), sqlite_where=sa.text(_LISTED),
+        ),
+        # the due check of retries waiting out their backoff
+        sa.Index(
+            "ix_jobs_not_before", "not_before",
+            postgresql_where=sa.text("not_before IS NOT NULL"), sqlite_where=sa.text("not_before IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
