@@ -71,10 +71,12 @@ def test_each_job_state_change_is_one_line_with_the_job_and_tenant(client, worke
     wait_for(lambda: any(line.get("state") == "succeeded" and line.get("job_id") == job_id for line in log_lines()))
     lines = [line for line in log_lines() if line.get("job_id") == job_id]
     changes = [line["state"] for line in lines if "state" in line]
-    # the dispatcher logs "dispatched" after the publish: a quick worker's "running" may come first
+    # the dispatcher logs "dispatched" after the publish's confirm (in its own process, under
+    # dramatiq app.tasks): a quick worker's "running", even its outcome, may come first
     assert sorted(changes) == sorted(["queued", "dispatched", "running", "failed", "dispatched", "running",
                                       "succeeded"])
-    assert changes[0] == "queued" and changes[-1] == "succeeded"
+    worker_side = [change for change in changes if change != "dispatched"]
+    assert worker_side == ["queued", "running", "failed", "running", "succeeded"]
     assert all(line["tenant_id"] == "acme" for line in lines)
     # the job's own lines (here: the attempt that failed) carry its ids too
     own = [line for line in lines if "will retry" in line["message"]]
