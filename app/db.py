@@ -21,7 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.settings import Settings, get_settings
 
-__all__ = ["Base", "Database", "AFTER_COMMIT", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "get_owner_db", "init_app"]
+__all__ = ["Base", "Database", "AFTER_COMMIT", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "get_owner_db",
+           "init_app", "is_locked"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,16 +160,25 @@ class Database:
         return self._system_engine
 
     @contextmanager
-    def system(self) -> Iterator[sa.Connection]:
+    def system(self, *, lock_wait_ms: int | None = None) -> Iterator[sa.Connection]:
         """A Core connection in a transaction, across all tenants; commits at the end of the block.
 
         Callables appended to ``connection.info["after_commit"]`` run once the commit is done.
+
+        Parameters:
+          lock_wait_ms: on SQLite, wait at most this long for another connection's write lock
+            (default :data:`SQLITE_BUSY_TIMEOUT_MS`); ignored on PostgreSQL.
         """
+        short = lock_wait_ms is not None and self.dialect == "sqlite"
         with self.system_engine.begin() as connection:
+            if short:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={int(lock_wait_ms)}")
             try:
                 yield connection
             finally:  # info belongs to the pooled connection: never leave callbacks behind
                 callbacks = connection.info.pop(AFTER_COMMIT, ())
+                if short:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         for callback in callbacks:
             callback()
 
@@ -193,6 +203,11 @@ class Database:
         self.engine.dispose()
         if self._system_engine is not None and self._system_engine is not self.engine:
             self._system_engine.dispose()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": another connection held the write lock too long."""
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig)
 
 
 @event.listens_for(Session, "after_commit")
