@@ -21,7 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.settings import Settings, get_settings
 
-__all__ = ["Base", "Database", "AFTER_COMMIT", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "get_owner_db", "init_app"]
+__all__ = ["Base", "Database", "AFTER_COMMIT", "BigID", "JSONType", "UTCDateTime", "utcnow", "get_db", "get_owner_db",
+           "init_app", "is_locked"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +76,37 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: Milliseconds a SQLite connection waits for another connection's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: How the sqlite3 driver begins the transaction it opens before a transaction's first write.
+SQLITE_BEGIN = "IMMEDIATE"
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
+def _sqlite_begin_immediate(dbapi_connection, _record, _proxy) -> None:
+    # SQLAlchemy puts the driver's default ("", a deferred BEGIN) back when a connection that ran
+    # with isolation_level="AUTOCOMMIT" is checked in: every checkout starts writers IMMEDIATE again.
+    if dbapi_connection.isolation_level is not None and not dbapi_connection.in_transaction:
+        dbapi_connection.isolation_level = SQLITE_BEGIN
+
+
 def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
-    """An engine for ``url``; for SQLite the folder is created and WAL is on.
+    """An engine for ``url``; for SQLite the folder is created, WAL is on and writers begin IMMEDIATE.
+
+    On SQLite the sqlite3 driver begins a transaction at its first write (a read before it
+    runs on its own and takes no lock); that ``BEGIN`` is ``BEGIN IMMEDIATE`` here, so the
+    write lock is taken at once, waiting up to :data:`SQLITE_BUSY_TIMEOUT_MS` for another
+    writer. A deferred ``BEGIN`` would leave the lock to the first statement that writes to
+    the database file: after a transaction had read it (a statement filling a temporary table
+    from it, say), SQLite refuses that statement "database is locked" at once, without
+    waiting, when another connection has written since or is writing.
 
     Parameters:
       pre_ping: test each pooled connection before use (one round trip more per checkout).
@@ -93,8 +115,11 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = sa.create_engine(url, connect_args={
+            "check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": SQLITE_BEGIN,
+        })
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkout", _sqlite_begin_immediate)
         return engine
     return sa.create_engine(url, pool_pre_ping=pre_ping, pool_size=10, max_overflow=10, pool_recycle=300)
 
@@ -135,16 +160,25 @@ class Database:
         return self._system_engine
 
     @contextmanager
-    def system(self) -> Iterator[sa.Connection]:
+    def system(self, *, lock_wait_ms: int | None = None) -> Iterator[sa.Connection]:
         """A Core connection in a transaction, across all tenants; commits at the end of the block.
 
         Callables appended to ``connection.info["after_commit"]`` run once the commit is done.
+
+        Parameters:
+          lock_wait_ms: on SQLite, wait at most this long for another connection's write lock
+            (default :data:`SQLITE_BUSY_TIMEOUT_MS`); ignored on PostgreSQL.
         """
+        short = lock_wait_ms is not None and self.dialect == "sqlite"
         with self.system_engine.begin() as connection:
+            if short:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={int(lock_wait_ms)}")
             try:
                 yield connection
             finally:  # info belongs to the pooled connection: never leave callbacks behind
                 callbacks = connection.info.pop(AFTER_COMMIT, ())
+                if short:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         for callback in callbacks:
             callback()
 
@@ -169,6 +203,11 @@ class Database:
         self.engine.dispose()
         if self._system_engine is not None and self._system_engine is not self.engine:
             self._system_engine.dispose()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": another connection held the write lock too long."""
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig)
 
 
 @event.listens_for(Session, "after_commit")

@@ -1,4 +1,5 @@
 """Runs: breaks keep one identity across runs, tenants never meet, and both database paths agree."""
+import time
 from datetime import date
 
 from tests.test_reconcile_support import RRN, add, at, backend, both, breaks, kinds, reconcile, tenant  # noqa: F401
@@ -136,3 +137,35 @@ def test_a_run_cancelled_between_phases_writes_nothing_and_says_so(db):
     service.run_reconciliation(get_settings(), tenant_id=t, run_id=run_id)
     assert [(b.mismatch_type, b.status) for b in breaks(t)] == [("missing_external", "resolved"),
                                                                 ("missing_internal", "new")]
+
+
+def test_a_run_that_reports_progress_and_checks_for_cancellation_between_every_phase_finishes(backend):
+    from app.db import get_db
+    from app.reconcile import service
+    from app.reconcile.models import ReconciliationRun
+    from app.scheduling.models import Job
+    from app.scheduling.store import Store
+    from app.settings import get_settings
+    from app.tenancy.scoping import tenant_session
+
+    # Given a run whose job writes its progress and reads its cancellation on another connection
+    # between every phase (the job kind does so at most every half second), while the run's own
+    # transaction is open: on SQLite it holds the write lock from its first temporary table on
+    t = tenant()
+    add(t, "internal", "MI1", "5.00", reference=RRN(1))
+    run_id, _ = reconcile(t)
+    with tenant_session(t) as session:
+        job_id = session.get(ReconciliationRun, run_id).job_id
+    store = Store(get_db())
+
+    def report(number: int, name: str) -> None:
+        store.progress(job_id, number, 7, name)
+        assert not store.cancel_requested(job_id)
+
+    # When it runs, Then it finishes (on SQLite a progress write it cannot make at once is dropped)
+    started = time.monotonic()
+    summary = service.run_reconciliation(get_settings(), tenant_id=t, run_id=run_id, on_phase=report)
+    assert summary["total_breaks"] == 1
+    assert time.monotonic() - started < 5  # never waits out the busy timeout
+    with tenant_session(t) as session:
+        assert session.get(Job, job_id).progress_done is not None

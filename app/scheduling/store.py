@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.db import Database, utcnow
+from app.db import Database, is_locked, utcnow
 from app.quota.models import UsageDaily
 from app.scheduling import hotpath, signals
 from app.scheduling.hotpath import Dedicated
@@ -31,6 +31,8 @@ jobs = Job.__table__
 tenants = Tenant.__table__
 usage = UsageDaily.__table__
 
+#: Milliseconds a progress write waits for SQLite's write lock before it is dropped (see :meth:`Store.progress`).
+PROGRESS_LOCK_WAIT_MS = 100
 #: States the dispatcher may pick a job from (``failed`` once its backoff has passed).
 DISPATCHABLE = ("queued", "failed")
 
@@ -221,11 +223,23 @@ class Store:
         return tenant_id
 
     def progress(self, job_id: int, done: int, total: int | None, message: str | None) -> None:
-        with self.db.system() as connection:
-            connection.execute(
-                jobs.update().where(jobs.c.id == job_id)
-                .values(progress_done=done, progress_total=total, progress_message=message)
-            )
+        """Write a running job's progress; advisory, so on SQLite it may be dropped.
+
+        A job may report from inside its own open transaction (a reconciliation does, between
+        phases): on SQLite that transaction can hold the one write lock this write needs, in the
+        same thread, so waiting the whole busy timeout would only fail the job. The write waits
+        :data:`PROGRESS_LOCK_WAIT_MS` at most and is dropped if the lock stays taken.
+        """
+        try:
+            with self.db.system(lock_wait_ms=PROGRESS_LOCK_WAIT_MS) as connection:
+                connection.execute(
+                    jobs.update().where(jobs.c.id == job_id)
+                    .values(progress_done=done, progress_total=total, progress_message=message)
+                )
+        except sa.exc.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            logger.debug("progress of job %s not written: the database is locked", job_id)
 
     def cancel_requested(self, job_id: int) -> bool:
         with self.db.system() as connection:
