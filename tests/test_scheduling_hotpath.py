@@ -221,7 +221,7 @@ def test_a_stopping_worker_writes_the_outcomes_it_queued(fast_retries, db, clien
     from tests.test_scheduling_e2e import enqueue, states
 
     a = sign_up(client, "acme")
-    ids = [enqueue(client, a) for _ in range(20)]
+    ids = [enqueue(client, a, {"sleep_ms": 20}) for _ in range(200)]  # about a second of work
     worker = subprocess.Popen(
         ["dramatiq", "app.tasks", "--processes", "1", "--threads", "4"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -234,7 +234,7 @@ def test_a_stopping_worker_writes_the_outcomes_it_queued(fast_retries, db, clien
             wait_for(lambda: list(states(ids).values()).count("running") >= 3, timeout=30)
             worker.send_signal(signal.SIGTERM)
             with pytest.raises(subprocess.TimeoutExpired):
-                worker.wait(2)  # it waits for its outcomes to be written
+                worker.wait(10)  # it waits for its outcomes to be written (it stops in ~2 s otherwise)
             blocker.rollback()
         worker.wait(60)
     finally:
