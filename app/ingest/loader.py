@@ -40,8 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: Rows rendered into one chunk of the COPY stream.
 CHUNK_ROWS = 2000
-#: Chunks waiting for the writer at most (back-pressure: about 10 MB).
-QUEUE_CHUNKS = 16
+#: Chunks waiting for the writer at most (back-pressure: about 25 MB), enough to keep parsing
+#: while the writer merges a batch.
+QUEUE_CHUNKS = 40
 #: Seconds between checks that the other thread is still alive, while waiting on the queue.
 POLL = 0.5
 
@@ -108,7 +109,8 @@ def load(
     """Load a parser's output; returns the counts.
 
     Parameters:
-      items: a source plugin's parser output, consumed once, in order.
+      items: a source plugin's parser output, consumed once, in order: transactions, row
+        errors and, from a ``stage`` parser (PostgreSQL only), rows as ``COPY`` text.
       batch_rows: rows read per batch (one transaction each).
       on_batch: called in the caller's thread after each batch is handed over, with the
         counts so far (progress; cancellation: whatever it raises stops the load, and
@@ -126,7 +128,9 @@ def load(
             for item in items:
                 read += 1
                 in_batch += 1
-                if isinstance(item, Transaction):
+                if item.__class__ is str:
+                    writer.add_line(item)
+                elif isinstance(item, Transaction):
                     writer.add(item)
                 else:
                     writer.reject(Reject(item.line, "rejected", item.reason, item.raw))
@@ -159,6 +163,10 @@ class _Writer:
 
     def add(self, tx: Transaction) -> None:
         raise NotImplementedError
+
+    def add_line(self, line: str) -> None:
+        """A row already rendered as ``COPY`` text (see :mod:`app.ingest.staged`)."""
+        raise TypeError("rows as COPY text are for PostgreSQL's COPY writer only")
 
     def reject(self, reject: Reject) -> None:
         self.rejects.append(reject)
@@ -245,6 +253,14 @@ class _CopyWriter(_Writer):
         self.staged += 1
         if len(self.chunk) >= CHUNK_ROWS:
             self._send(("data", "".join(self.chunk).encode()))
+            self.chunk = []
+
+    def add_line(self, line: str) -> None:
+        chunk = self.chunk
+        chunk.append(line)
+        self.staged += 1
+        if len(chunk) >= CHUNK_ROWS:
+            self._send(("data", "".join(chunk).encode()))
             self.chunk = []
 
     def end_batch(self) -> None:
