@@ -2,7 +2,8 @@
 
 Each batch is one transaction of the tenant's scope (row-level security on
 PostgreSQL): its rows go to a temporary staging table, then into the table with
-``INSERT ... SELECT ... ON CONFLICT (tenant_id, ledger, txn_id) DO NOTHING``.
+``INSERT ... SELECT ... ON CONFLICT (tenant_id, ledger, txn_id) DO NOTHING`` (on PostgreSQL a
+plain ``INSERT`` in a savepoint first: the common batch of new rows skips ON CONFLICT's work).
 When some rows were not inserted, one more query tells them apart:
 
 - *loaded*: the stored row is this row, put there by this job (an earlier
@@ -382,9 +383,19 @@ def _merge(connection: sa.Connection, target: Target, staged: int) -> Counts:
         sa.literal(target.source, sa.String), sa.literal(target.job_id, sa.BigInteger),
         sa.literal(utcnow(), UTCDateTime()), *(staging.c[name] for name in rows.STAGING_COLUMNS),
     ).where(sa.true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
-    statement = _insert(connection).from_select(columns, select).on_conflict_do_nothing(
-        index_elements=["tenant_id", "ledger", "txn_id"]
-    )
+    insert = _insert(connection).from_select(columns, select)
+    if connection.dialect.name == "postgresql":
+        # The common case, a file of new rows: a plain INSERT spares the server the speculative
+        # insertion of ON CONFLICT. A row stored already (or twice in the batch) undoes it, in
+        # its savepoint, and the batch goes the ON CONFLICT way below.
+        try:
+            with connection.begin_nested():
+                inserted = connection.execute(insert).rowcount
+        except sa.exc.IntegrityError:
+            inserted = None
+        if inserted == staged:
+            return Counts(rows_loaded=inserted)
+    statement = insert.on_conflict_do_nothing(index_elements=["tenant_id", "ledger", "txn_id"])
     inserted = connection.execute(statement).rowcount
     if inserted == staged:
         return Counts(rows_loaded=inserted)
