@@ -7,7 +7,7 @@ costs most of an ingest's Python time. :func:`stage_table` reads the same file t
 the plugin's *fast row* function first: that returns the row's canonical values as text, and
 the row becomes one line of ``COPY`` text here, without a Transaction, a ``Decimal``, a
 ``datetime`` or a dict. Every other row, and every row the fast function declines (returns
-``None``), goes the full way: a :class:`~app.toolkit.Record`, the plugin's ``build``, and
+``None``), goes the full way: a :class:`~app.ingest.toolkit.Record`, the plugin's ``build``, and
 :func:`app.ingest.rows.problem` in the loader. So rejected rows, their reasons and raw text
 are the full way's, whatever the path.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Callable, Iterator, Mapping
-from datetime import tzinfo
 from typing import BinaryIO, TextIO
 
 import orjson
