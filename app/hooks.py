@@ -44,6 +44,8 @@ __all__ = [
     "Parser",
     "toolkit",
     "parse_table",
+    "stage_table",
+    "StagedParser",
     "get_plugin_manager",
     "sources",
     "channels",
@@ -124,6 +126,9 @@ class SourceFileError(ValueError):
 
 #: A streaming parser: reads bytes as they arrive and yields each row's outcome in file order.
 Parser = Callable[[BinaryIO, ParseContext], Iterator[Transaction | RowError]]
+#: A parser for the bulk loader: like :data:`Parser`, but a plain row may come as a ``str``, its
+#: line of ``COPY`` text (only :func:`stage_table` makes those).
+StagedParser = Callable[[BinaryIO, ParseContext], Iterator[Transaction | RowError | str]]
 
 
 @dataclass(frozen=True)
@@ -135,12 +140,16 @@ class Source:
       aliases: other names for the same layout, e.g. ``IMPS``, ``RTGS``.
       description: one line for ``fairq plugins`` and error messages.
       parse: the streaming parser (raises :class:`SourceFileError` for a file it cannot read).
+      stage: optional, the same parser for the bulk loader (PostgreSQL), made with
+        :func:`stage_table`: it gives the same rows, values and row errors as ``parse``, plain
+        rows already rendered. Without it the loader renders what ``parse`` yields.
     """
 
     name: str
     aliases: tuple[str, ...] = ()
     description: str = ""
     parse: Parser | None = field(default=None, compare=False)
+    stage: StagedParser | None = field(default=None, compare=False)
     plugin: str = field(default="", compare=False)
 
     @property
@@ -455,3 +464,30 @@ def parse_table(
     if not valid:
         reason = f"all {errors} rows have errors" if errors else "a header but no data"
         raise SourceFileError(f"no valid rows: {reason}")
+
+
+def stage_table(
+    stream: BinaryIO,
+    context: ParseContext,
+    *,
+    columns: Mapping[str, tuple[str, ...]],
+    required: tuple[tuple[str, ...], ...],
+    date_fields: tuple[str, ...],
+    build: Callable[..., Transaction],
+    fast: Callable[..., Callable[[list[str]], tuple | None] | None],
+) -> Iterator[Transaction | RowError | str]:
+    """:func:`parse_table` with a fast path for clean rows, for a :class:`Source`'s ``stage``.
+
+    ``fast(index, day_first=..., where=...)`` is called once the header (``index``: field name
+    to column position) and the day order are known; it returns a function from a plain row's
+    cells to the row's canonical values as text, or ``None`` when it is not sure (the row then
+    goes through ``build`` like in ``parse_table``). See :func:`app.ingest.staged.stage_table`
+    for the exact contract; a plugin's tests should check that both ways give the same rows.
+
+    Raises:
+      SourceFileError: as ``parse_table``.
+    """
+    from app.ingest.staged import stage_table as staged  # the loader's module: imported when used
+
+    return staged(stream, context, columns=columns, required=required, date_fields=date_fields,
+                  build=build, fast=fast)

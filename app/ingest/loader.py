@@ -2,7 +2,8 @@
 
 Each batch is one transaction of the tenant's scope (row-level security on
 PostgreSQL): its rows go to a temporary staging table, then into the table with
-``INSERT ... SELECT ... ON CONFLICT (tenant_id, ledger, txn_id) DO NOTHING``.
+``INSERT ... SELECT ... ON CONFLICT (tenant_id, ledger, txn_id) DO NOTHING`` (on PostgreSQL a
+plain ``INSERT`` in a savepoint first: the common batch of new rows skips ON CONFLICT's work).
 When some rows were not inserted, one more query tells them apart:
 
 - *loaded*: the stored row is this row, put there by this job (an earlier
@@ -13,9 +14,11 @@ When some rows were not inserted, one more query tells them apart:
 - *conflict*: the stored row differs; it is kept, and the row is recorded with
   what differs (see :mod:`app.ingest.rejects`).
 
-PostgreSQL: rows stream into ``COPY ... FROM STDIN`` from a writer thread while
+PostgreSQL: rows stream into ``COPY ... FROM STDIN`` from writer threads while
 the caller's thread goes on parsing, so parsing overlaps with the server's work
-on the previous chunk and batch. SQLite: ``executemany`` per batch.
+on the previous chunk and batch; two writers (connections) take batches in turn,
+so one batch's ``COPY`` runs beside the previous batch's merge, and the merges
+run one after the other in file order. SQLite: ``executemany`` per batch.
 """
 from __future__ import annotations
 
@@ -40,8 +43,11 @@ logger = logging.getLogger(__name__)
 
 #: Rows rendered into one chunk of the COPY stream.
 CHUNK_ROWS = 2000
-#: Chunks waiting for the writer at most (back-pressure: about 10 MB).
-QUEUE_CHUNKS = 16
+#: Chunks waiting for the writer at most (back-pressure: about 25 MB), enough to keep parsing
+#: while the writer merges a batch.
+QUEUE_CHUNKS = 40
+#: Writer threads (connections): one copies a batch into its staging table while another merges.
+WRITERS = 2
 #: Seconds between checks that the other thread is still alive, while waiting on the queue.
 POLL = 0.5
 
@@ -108,7 +114,8 @@ def load(
     """Load a parser's output; returns the counts.
 
     Parameters:
-      items: a source plugin's parser output, consumed once, in order.
+      items: a source plugin's parser output, consumed once, in order: transactions, row
+        errors and, from a ``stage`` parser (PostgreSQL only), rows as ``COPY`` text.
       batch_rows: rows read per batch (one transaction each).
       on_batch: called in the caller's thread after each batch is handed over, with the
         counts so far (progress; cancellation: whatever it raises stops the load, and
@@ -126,7 +133,9 @@ def load(
             for item in items:
                 read += 1
                 in_batch += 1
-                if isinstance(item, Transaction):
+                if item.__class__ is str:
+                    writer.add_line(item)
+                elif isinstance(item, Transaction):
                     writer.add(item)
                 else:
                     writer.reject(Reject(item.line, "rejected", item.reason, item.raw))
@@ -159,6 +168,10 @@ class _Writer:
 
     def add(self, tx: Transaction) -> None:
         raise NotImplementedError
+
+    def add_line(self, line: str) -> None:
+        """A row already rendered as ``COPY`` text (see :mod:`app.ingest.staged`)."""
+        raise TypeError("rows as COPY text are for PostgreSQL's COPY writer only")
 
     def reject(self, reject: Reject) -> None:
         self.rejects.append(reject)
@@ -218,16 +231,31 @@ class _ManyWriter(_Writer):
 
 
 class _CopyWriter(_Writer):
-    """PostgreSQL: rendered rows stream through a queue into ``COPY`` in a writer thread."""
+    """PostgreSQL: rendered rows stream through queues into ``COPY`` in :data:`WRITERS` threads.
+
+    Batch *n* goes to writer *n* mod :data:`WRITERS`, each with its own connection and staging
+    table: one writer's ``COPY`` runs while the other merges the batch before. The merges take
+    turns in file order (a batch is merged and committed before the next one's merge starts), so
+    what a row meets in the table is what it would meet with one writer.
+    """
 
     def __init__(self, db: Database, target: Target) -> None:
         super().__init__(db, target)
         self.chunk: list[str] = []
         self.staged = 0
-        self.inbox: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+        self.batch = 0
         self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=f"ingest-copy-{target.job_id}", daemon=True)
-        self.thread.start()
+        self.stopping = False
+        self.turn = 0  # the batch whose merge may run
+        self.turns = threading.Condition()
+        self.inboxes = [queue.Queue(QUEUE_CHUNKS) for _ in range(WRITERS)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(number,), name=f"ingest-copy-{target.job_id}-{number}",
+                             daemon=True)
+            for number in range(WRITERS)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def add(self, tx: Transaction) -> None:
         problem = rows.problem(tx)
@@ -241,10 +269,14 @@ class _CopyWriter(_Writer):
             self.reject(Reject(tx.line, "rejected", problem or "the row holds a NUL character",
                                rows.raw_text(tx)))
             return
-        self.chunk.append(line)
+        self.add_line(line)
+
+    def add_line(self, line: str) -> None:
+        chunk = self.chunk
+        chunk.append(line)
         self.staged += 1
-        if len(self.chunk) >= CHUNK_ROWS:
-            self._send(("data", "".join(self.chunk).encode()))
+        if len(chunk) >= CHUNK_ROWS:
+            self._send(("data", "".join(chunk).encode()))
             self.chunk = []
 
     def end_batch(self) -> None:
@@ -254,55 +286,83 @@ class _CopyWriter(_Writer):
             self._send(("data", "".join(self.chunk).encode()))
         self._send(("end", self.staged, self.rejects))
         self.chunk, self.staged, self.rejects = [], 0, []
+        self.batch += 1
 
     def finish(self) -> Counts:
-        self._send(("stop",))
+        for number in range(WRITERS):
+            self._send(("stop",), number)
         self._join()
         return self.counts()
 
     def abort(self) -> None:
-        if self.thread.is_alive():
-            try:
-                self._send(("abort",))
-            except BaseException:  # the writer failed meanwhile: it is stopping anyway
-                pass
-        self.thread.join()
+        self._stop()
+        for number, thread in enumerate(self.threads):
+            if thread.is_alive():
+                try:
+                    self._send(("abort",), number)
+                except BaseException:  # the writer failed meanwhile: it is stopping anyway
+                    pass
+        for thread in self.threads:
+            thread.join()
 
-    def _send(self, message: tuple) -> None:
+    def _send(self, message: tuple, number: int | None = None) -> None:
+        number = self.batch % WRITERS if number is None else number
+        inbox, thread = self.inboxes[number], self.threads[number]
         while True:
-            if self.failure is not None or not self.thread.is_alive():
+            if self.failure is not None or not thread.is_alive():
+                self._stop()
                 self._join()
                 raise RuntimeError("the ingest writer stopped")
             try:
-                self.inbox.put(message, timeout=POLL)
+                inbox.put(message, timeout=POLL)
                 return
             except queue.Full:
                 continue
 
+    def _stop(self) -> None:
+        with self.turns:
+            self.stopping = True
+            self.turns.notify_all()
+
     def _join(self) -> None:
-        self.thread.join()
+        for thread in self.threads:
+            thread.join()
         if self.failure is not None:
             raise self.failure
 
-    # -- the writer thread -------------------------------------------------------------------
+    # -- the writer threads ------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, number: int) -> None:
+        inbox, batch = self.inboxes[number], number
         try:
             while True:
-                message = self.inbox.get()
+                message = inbox.get()
                 if message[0] in ("stop", "abort"):
                     return
-                self._copy_batch(message)
+                self._copy_batch(inbox, message, batch)
+                with self.turns:
+                    self.turn = batch + 1
+                    self.turns.notify_all()
+                batch += WRITERS
         except _Aborted:
             return
         except BaseException as exc:  # handed to the caller's thread at its next send
-            self.failure = exc
+            if self.failure is None:
+                self.failure = exc
+            self._stop()
 
-    def _copy_batch(self, first: tuple) -> None:
+    def _wait_turn(self, batch: int) -> None:
+        with self.turns:
+            while self.turn != batch:
+                if self.stopping:
+                    raise _Aborted()
+                self.turns.wait(POLL)
+
+    def _copy_batch(self, inbox: queue.Queue, first: tuple, batch: int) -> None:
         with tenant_session(self.target.tenant_id, db=self.db) as session:
             connection = session.connection()  # begins: the tenant's scope is set for this transaction
             _new_staging(connection)
-            feed = _Feed(self.inbox, first)
+            feed = _Feed(inbox, first)
             cursor = connection.connection.dbapi_connection.cursor()
             try:
                 cursor.copy_expert(
@@ -313,6 +373,7 @@ class _CopyWriter(_Writer):
             if feed.aborted:
                 raise _Aborted()
             _kind, staged, batch_rejects = feed.end
+            self._wait_turn(batch)
             self._write(connection, staged, batch_rejects)
 
 
@@ -366,9 +427,19 @@ def _merge(connection: sa.Connection, target: Target, staged: int) -> Counts:
         sa.literal(target.source, sa.String), sa.literal(target.job_id, sa.BigInteger),
         sa.literal(utcnow(), UTCDateTime()), *(staging.c[name] for name in rows.STAGING_COLUMNS),
     ).where(sa.true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
-    statement = _insert(connection).from_select(columns, select).on_conflict_do_nothing(
-        index_elements=["tenant_id", "ledger", "txn_id"]
-    )
+    insert = _insert(connection).from_select(columns, select)
+    if connection.dialect.name == "postgresql":
+        # The common case, a file of new rows: a plain INSERT spares the server the speculative
+        # insertion of ON CONFLICT. A row stored already (or twice in the batch) undoes it, in
+        # its savepoint, and the batch goes the ON CONFLICT way below.
+        try:
+            with connection.begin_nested():
+                inserted = connection.execute(insert).rowcount
+        except sa.exc.IntegrityError:
+            inserted = None
+        if inserted == staged:
+            return Counts(rows_loaded=inserted)
+    statement = insert.on_conflict_do_nothing(index_elements=["tenant_id", "ledger", "txn_id"])
     inserted = connection.execute(statement).rowcount
     if inserted == staged:
         return Counts(rows_loaded=inserted)

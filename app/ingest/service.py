@@ -155,7 +155,8 @@ def ingest_file(
                             extra={"job_id": job_id, "tenant_id": tenant_id})
                 return Ingested(counts, same_file_as_job=earlier.job_id)
         with opened_version(store, key) as (stream, version):
-            items = found.parse(stream, context)
+            parse = found.stage if found.stage is not None and db.dialect == "postgresql" else found.parse
+            items = parse(stream, context)
             try:
                 counts = load(db, target, items, batch_rows=settings.ingest_batch_rows, on_batch=on_batch)
             finally:

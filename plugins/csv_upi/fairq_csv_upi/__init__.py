@@ -2,7 +2,7 @@
 from decimal import Decimal
 
 from app.hooks import MatchKey, MatchRules, SettlementGrouping, Source, hookimpl
-from fairq_csv_upi.parser import parse
+from fairq_csv_upi.parser import parse, stage
 
 __all__ = ["fairq_register_sources", "fairq_register_match_rules", "RULES"]
 
@@ -20,7 +20,8 @@ RULES = MatchRules(
 
 @hookimpl
 def fairq_register_sources() -> list[Source]:
-    return [Source(name="UPI", description="UPI switch / settlement report (CSV)", parse=parse)]
+    return [Source(name="UPI", description="UPI switch / settlement report (CSV)", parse=parse,
+                   stage=stage)]
 
 
 @hookimpl
