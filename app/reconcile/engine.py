@@ -33,7 +33,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from app.reconcile.breaks import BREAKS, Breaks, Outcome
-from app.reconcile.tuning import LOOKUPS, TUNING, WORK_MEM, tune
+from app.reconcile.tuning import LOOKUPS, STATISTICS, TUNING, WORK_MEM, tune
 from app.reconcile.pairing import Pairing
 from app.reconcile.statements import FALLBACK_COLUMNS, KEY_COLUMNS, Params
 
@@ -68,6 +68,7 @@ class _Run(Pairing, Breaks):
 
     def run(self) -> Outcome:
         tune(self.c)
+        tune(self.c, STATISTICS)
         if self.d.pg:
             self.x("SELECT pg_advisory_xact_lock(hashtext(:lock))", lock=f"reconcile:{self.p.tenant_id}:{self.p.source}")
         for name in TEMP_TABLES:

@@ -6,7 +6,7 @@ are not clean), ``rc_res`` (every outcome with both sides' columns), ``rc_left``
 """
 from __future__ import annotations
 
-from app.reconcile.tuning import LOOKUPS, tune
+from app.reconcile.tuning import HALVES, LOOKUPS, tune, tuned
 from app.reconcile.statements import FT, Statements
 
 __all__ = ["Pairing"]
@@ -18,46 +18,60 @@ RC_J = ("iid", "ix", "ic", "it", "ist", "eid", "ex", "ec", "et", "est", "k", "ou
 class Pairing(Statements):
     """The pairing phases of a run."""
 
-    def grouped(self) -> str:
-        """Both sides' rows of the period and margin that hold the main key, one row per key value.
+    def keyed(self, half: int | None = None) -> str:
+        """Both sides' rows of the period and margin that hold the main key: one row per key value
+        with its outcome (columns :data:`RC_J`).
 
         A hash aggregation over both ledgers at once (a full outer join by grouping: a key with
         no row on one side has a count of 0 there); for a key held once per side the ``min()``
-        of each column is that row's value.
+        of each column is that row's value. The outcome is worked out from the aggregates in the
+        same statement level, so that it is worked out once a key. ``half`` (0 or 1, PostgreSQL)
+        keeps the keys of that half of the key space only.
         """
         d = self.d
         column = self.key.column
-
-        def side(ledger: str, s: str) -> str:
+        values = {"k": column}
+        for ledger, s in (("internal", "i"), ("external", "e")):
             only = f"FILTER (WHERE ledger = '{ledger}')"
-            return (f"count(*) {only} AS n{s}, min(id) {only} AS {s}id, {d.smallest_text('txn_id')} {only} AS {s}x, "
-                    f"{d.cents(f'min(amount) {only}')} AS {s}c, {d.smallest_text('status')} {only} AS {s}st, "
-                    f"min(txn_time) {only} AS {s}t")
-
-        return (f"SELECT {column} AS k, {side('internal', 'i')}, {side('external', 'e')} FROM {FT} "
+            values.update({f"n{s}": f"count(*) {only}", f"{s}id": f"min(id) {only}",
+                           f"{s}x": f"{d.smallest_text('txn_id')} {only}", f"{s}c": d.cents(f"min(amount) {only}"),
+                           f"{s}st": f"{d.smallest_text('status')} {only}", f"{s}t": f"min(txn_time) {only}"})
+        internal = {name: values[f"i{name}"] for name in ("c", "st", "t")}
+        external = {name: values[f"e{name}"] for name in ("c", "st", "t")}
+        n_i, n_e = values["ni"], values["ne"]
+        values["outcome"] = (
+            f"CASE WHEN {n_i} = 0 OR {n_e} = 0 THEN 'left' WHEN {n_i} > 1 OR {n_e} > 1 THEN 'multi' "
+            f"WHEN {self.window_fails(self.key, internal, external)} THEN 'split' "
+            f"ELSE {self.classify(internal, external)} END"
+        )
+        which = "" if half is None else f"AND hashtext({column}) & 1 = {half} "
+        return (f"SELECT {', '.join(f'{values[c]} AS {c}' for c in RC_J)} FROM {FT} "
                 "WHERE tenant_id = :tenant AND source = :source AND txn_time >= :wlo AND txn_time < :whi "
-                f"AND {column} IS NOT NULL GROUP BY {column}")
+                f"AND {column} IS NOT NULL {which}GROUP BY {column}")
+
+    def collapsed(self, half: int) -> str:
+        """One half's keys that are not clean pairs, and one row counting its matched pairs.
+
+        The matched row has only ``outcome``, ``n`` (how many pairs) and ``mc`` (their ledger
+        cents); the others have ``n`` 1 and ``mc`` NULL.
+        """
+        keep = ", ".join(f"CASE WHEN g.outcome <> 'matched' THEN g.{c} END AS {c}" for c in RC_J[:-1])
+        return (f"SELECT {keep}, g.outcome, count(*) AS n, "
+                f"sum(CASE WHEN g.outcome = 'matched' THEN g.ic END) AS mc FROM ({self.keyed(half)}) g "
+                f"GROUP BY {', '.join(str(n + 1) for n in range(len(RC_J)))}")
 
     def main_key(self) -> None:
-        pair = (
-            "CASE WHEN g.ni = 0 OR g.ne = 0 THEN 'left' WHEN g.ni > 1 OR g.ne > 1 THEN 'multi' "
-            f"WHEN {self.window_fails(self.key, 'g.i{}', 'g.e{}')} THEN 'split' "
-            f"ELSE {self.classify('g.i{}', 'g.e{}')} END"
-        )
-        joined = f"SELECT {', '.join(f'g.{c}' for c in RC_J[:-1])}, {pair} AS outcome FROM ({self.grouped()}) g"
-        # matched pairs (most rows) are only counted: rc_j keeps the rest
         if self.d.pg:
-            self.x(f"{self.d.temp('rc_j')} {joined} WITH NO DATA")
-            # a matched pair keeps only its amount on its way through (OFFSET 0: the outcome is worked out once)
-            narrow = ", ".join(c if c == "ic" else f"CASE WHEN outcome = 'matched' THEN NULL ELSE {c} END AS {c}"
-                               for c in RC_J[:-1])
-            joined = f"SELECT {narrow}, outcome FROM ({joined} OFFSET 0) z"
-            self.matched = self.x(f"WITH q AS ({joined}), kept AS (INSERT INTO rc_j SELECT * FROM q "
-                                  "WHERE outcome <> 'matched') SELECT count(*), coalesce(sum(ic), 0) FROM q "
+            # the two halves of the key space in parallel (a UNION ALL in FROM: the planner's parallel
+            # append takes children that are not partial plans only there); matched pairs only counted
+            with tuned(self.c, HALVES):
+                self.x(f"{self.d.temp('rc_j')} SELECT * FROM ({self.collapsed(0)} UNION ALL {self.collapsed(1)}) h")
+            self.matched = self.x("SELECT CAST(coalesce(sum(n), 0) AS BIGINT), coalesce(sum(mc), 0) FROM rc_j "
                                   "WHERE outcome = 'matched'").one()
-            self.x("ANALYZE rc_j")
+            self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
+            self.analyze("rc_j")
         else:
-            self.temp("rc_j", joined)
+            self.temp("rc_j", self.keyed())
             self.matched = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
         self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, "
