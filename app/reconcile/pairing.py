@@ -92,7 +92,7 @@ class Pairing(Statements):
         d = self.d
         self.temp("rc_m", f"SELECT CASE WHEN f.ledger = 'internal' THEN 'i' ELSE 'e' END AS side, f.id, m.k, "
                           f"{d.cents('f.amount')} AS c, f.direction AS dir, f.status AS st, f.txn_time AS t, f.txn_id "
-                          f"FROM rc_mk m JOIN {FT} f ON f.tenant_id = :tenant AND f.{self.key.column} = m.k "
+                          f"FROM (SELECT k FROM rc_mk ORDER BY k) m JOIN {FT} f ON f.tenant_id = :tenant AND f.{self.key.column} = m.k "
                           "WHERE f.source = :source AND f.txn_time >= :wlo AND f.txn_time < :whi")
         # a reversal: a later row of the same side and key, the other direction, the same amount
         self.temp("rc_rev", "SELECT r.id AS rid, min(o.id) AS oid FROM rc_m r JOIN rc_m o ON o.side = r.side "
@@ -122,7 +122,11 @@ class Pairing(Statements):
                f"AND {self.not_taken('m.id')}")
 
     def leftovers(self) -> None:
-        """``rc_l``: the rows no key paired, with what the later phases compare."""
+        """``rc_l``: the rows no key paired, with what the later phases compare.
+
+        They are looked up in id order: the order they were loaded in, so one page of the table
+        after the other, where the order of ``rc_left`` jumps about.
+        """
         grouping = self.p.rules.grouping
         settle = "0"
         if grouping is not None:
@@ -131,7 +135,7 @@ class Pairing(Statements):
                       "THEN 1 ELSE 0 END")
         self.temp("rc_l", f"SELECT l.side, f.id, f.txn_id, f.reference, {self.d.cents('f.amount')} AS c, f.status AS st, "
                           "f.txn_time AS t, f.direction, f.counterparty, f.ifsc, f.settlement_date AS sd, "
-                          f"{settle} AS settle FROM rc_left l JOIN {FT} f ON f.id = l.id")
+                          f"{settle} AS settle FROM (SELECT id, side FROM rc_left ORDER BY id) l JOIN {FT} f ON f.id = l.id")
 
     def further_keys(self) -> None:
         self.leftovers()
