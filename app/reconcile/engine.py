@@ -8,7 +8,7 @@ phases over temporary tables; no statement runs per row:
    pass over the table where a ``FULL OUTER JOIN`` makes two), and every pair is classified
    in the same statement; only what is not a clean pair is kept. A key held by one row on
    each side is a pair; a key with no partner, or rows without the key, go on to the next
-   phases; a key held twice on one side goes to phase 2.
+   phases; a key held twice on one side (whether or not the other side has it) goes to phase 2.
 2. **Ties on one side**: a row of the opposite direction and the same amount after a payment
    is its reversal (``reversed`` when only one side shows it); any further row is a
    ``duplicate``; the first rows of each side then pair as in phase 1.

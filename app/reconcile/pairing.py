@@ -40,7 +40,9 @@ class Pairing(Statements):
         external = {name: values[f"e{name}"] for name in ("c", "st", "t")}
         n_i, n_e = values["ni"], values["ne"]
         values["outcome"] = (
-            f"CASE WHEN {n_i} = 0 OR {n_e} = 0 THEN 'left' WHEN {n_i} > 1 OR {n_e} > 1 THEN 'multi' "
+            # a key held more than once goes to the ties phase even with no row on the other side:
+            # only one row of a side (its min(id)) goes on as ``left``
+            f"CASE WHEN {n_i} > 1 OR {n_e} > 1 THEN 'multi' WHEN {n_i} = 0 OR {n_e} = 0 THEN 'left' "
             f"WHEN {self.window_fails(self.key, internal, external)} THEN 'split' "
             f"ELSE {self.classify(internal, external)} END"
         )
