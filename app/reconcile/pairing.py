@@ -11,8 +11,9 @@ from app.reconcile.statements import FT, Statements
 
 __all__ = ["Pairing"]
 
-#: The columns of ``rc_j``: the main key's pairs that are not clean.
-RC_J = ("iid", "ix", "ic", "it", "ist", "eid", "ex", "ec", "et", "est", "k", "outcome")
+#: The columns of ``rc_j``: the main key's pairs that are not clean (their txn ids are looked up
+#: for the breaks among them: carrying them through the grouping cost more).
+RC_J = ("iid", "ic", "it", "ist", "eid", "ec", "et", "est", "k", "outcome")
 
 
 class Pairing(Statements):
@@ -33,8 +34,7 @@ class Pairing(Statements):
         values = {"k": column}
         for ledger, s in (("internal", "i"), ("external", "e")):
             only = f"FILTER (WHERE ledger = '{ledger}')"
-            values.update({f"n{s}": f"count(*) {only}", f"{s}id": f"min(id) {only}",
-                           f"{s}x": f"{d.smallest_text('txn_id')} {only}", f"{s}c": d.cents(f"min(amount) {only}"),
+            values.update({f"n{s}": f"count(*) {only}", f"{s}id": f"min(id) {only}", f"{s}c": d.cents(f"min(amount) {only}"),
                            f"{s}st": f"{d.smallest_text('status')} {only}", f"{s}t": f"min(txn_time) {only}"})
         internal = {name: values[f"i{name}"] for name in ("c", "st", "t")}
         external = {name: values[f"e{name}"] for name in ("c", "st", "t")}
@@ -76,10 +76,13 @@ class Pairing(Statements):
             self.temp("rc_j", self.keyed())
             self.matched = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
-        self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, "
-                            f"CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
-                  rule=self.key.label)
         tune(self.c, LOOKUPS)
+        # the breaks among them (both sides have one row), with their txn ids, looked up in id order
+        self.temp("rc_res", "SELECT j.outcome, CAST(:rule AS VARCHAR(64)) AS rule, j.iid, i.txn_id AS ix, j.ic, j.it, "
+                            "j.ist, j.eid, e.txn_id AS ex, j.ec, j.et, j.est, CAST(NULL AS TEXT) AS detail "
+                            f"FROM (SELECT * FROM rc_j WHERE outcome IN ({self.break_list()}) ORDER BY iid) j "
+                            f"JOIN {FT} i ON i.id = j.iid JOIN {FT} e ON e.id = j.eid",
+                  rule=self.key.label)
         # rows without the key never met in the grouping: they go on to the next phases too
         self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
                              "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
