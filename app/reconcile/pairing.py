@@ -77,11 +77,14 @@ class Pairing(Statements):
             self.matched = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
         tune(self.c, LOOKUPS)
-        # the breaks among them (both sides have one row), with their txn ids, looked up in id order
+        # the breaks among them (both sides have one row), with their txn ids: both sides' rows
+        # looked up together in id order, one page of the table after the other
+        breaks = f"outcome IN ({self.break_list()})"
+        self.temp("rc_x", f"SELECT f.id, f.txn_id FROM (SELECT iid AS id FROM rc_j WHERE {breaks} UNION ALL "
+                          f"SELECT eid FROM rc_j WHERE {breaks} ORDER BY 1) w JOIN {FT} f ON f.id = w.id")
         self.temp("rc_res", "SELECT j.outcome, CAST(:rule AS VARCHAR(64)) AS rule, j.iid, i.txn_id AS ix, j.ic, j.it, "
                             "j.ist, j.eid, e.txn_id AS ex, j.ec, j.et, j.est, CAST(NULL AS TEXT) AS detail "
-                            f"FROM (SELECT * FROM rc_j WHERE outcome IN ({self.break_list()}) ORDER BY iid) j "
-                            f"JOIN {FT} i ON i.id = j.iid JOIN {FT} e ON e.id = j.eid",
+                            f"FROM rc_j j JOIN rc_x i ON i.id = j.iid JOIN rc_x e ON e.id = j.eid WHERE j.{breaks}",
                   rule=self.key.label)
         # rows without the key never met in the grouping: they go on to the next phases too
         self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
