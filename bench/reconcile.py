@@ -2,9 +2,11 @@
 
     python3 bench/reconcile.py                   # 1,000,000 payments a side, 1 % of each outcome
     python3 bench/reconcile.py --rows 100000     # a quicker look
+    python3 bench/reconcile.py --database fairq_bench_mine   # beside another engineer's run
 
-What runs, on loopback PostgreSQL only (a database of its own, ``fairq_bench_reconcile``, made
-here; the application connects as ``fairq_app``, bound by row-level security):
+What runs, on loopback PostgreSQL only (a database of its own, ``fairq_bench_reconcile`` unless
+``--database`` names another, made here; the application connects as ``fairq_app``, bound by
+row-level security):
 
 1. ``bench/gen_transactions.py`` makes both ledgers of ``--rows`` UPI payments in canonical
    columns, with ``--breaks`` of the payments broken for each of the eight outcomes at known
@@ -34,14 +36,20 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The benchmark's database (and RabbitMQ vhost) unless ``--database`` names another.
 DB = "fairq_bench_reconcile"
 TENANT = "bench"
-ENV = {
-    "FAIRQ_DATABASE_URL": f"postgresql://fairq_app@127.0.0.1:5432/{DB}",
-    "FAIRQ_DATABASE_OWNER_URL": f"postgresql://postgres@127.0.0.1:5432/{DB}",
-    "FAIRQ_JWT_SECRET": "bench-only-secret-4f2a9c7e1b3d5f7a9c1e3b5d7f9a1c3e",
-    "FAIRQ_LOG_LEVEL": "WARNING",
-}
+
+
+def environment(database: str) -> dict[str, str]:
+    """The process's settings: the application and owner URLs of ``database``."""
+    return {
+        "FAIRQ_DATABASE_URL": f"postgresql://fairq_app@127.0.0.1:5432/{database}",
+        "FAIRQ_DATABASE_OWNER_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+        "FAIRQ_JWT_SECRET": "bench-only-secret-4f2a9c7e1b3d5f7a9c1e3b5d7f9a1c3e",
+        "FAIRQ_LOG_LEVEL": "WARNING",
+    }
+
 COPY_COLUMNS = ("ledger", "txn_id", "amount", "status", "txn_time", "direction", "reference", "counterparty",
                 "raw_row", "line")
 FLOOR = """
@@ -55,11 +63,11 @@ FULL OUTER JOIN (SELECT reference FROM fintech_transactions WHERE tenant_id = :t
 sys.path.insert(0, str(ROOT))
 
 
-def setup() -> None:
+def setup(database: str) -> None:
     """The bench database (fresh schema, migrated) and the app role; the tenant."""
     from bench.support import fresh_environment
 
-    fresh_environment(database=DB, vhost=DB)
+    fresh_environment(database=database, vhost=database)
     from app import migrate
     from app.settings import get_settings
 
@@ -201,14 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="payments (about as many rows a side)")
     parser.add_argument("--breaks", type=float, default=0.01, help="share of payments broken, per outcome")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database", default=DB, help=f"the database (and vhost) to use, emptied first (default {DB})")
     args = parser.parse_args(argv)
-    os.environ.update(ENV)
+    os.environ.update(environment(args.database))
 
     from bench.gen_transactions import OUTCOMES, write_reconciliation
 
     folder = Path(tempfile.mkdtemp(prefix="fairq-bench-reconcile-"))
     try:
-        setup()
+        setup(args.database)
         print(f"generating {args.rows:,} payments, {args.breaks:.0%} of each outcome ...", flush=True)
         internal, external, expected = write_reconciliation(folder, args.rows, breaks=args.breaks, seed=args.seed)
         started = time.perf_counter()

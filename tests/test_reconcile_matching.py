@@ -82,6 +82,21 @@ def test_the_same_payment_twice_on_one_side_is_a_duplicate_and_the_first_still_p
     assert only.notes.startswith(f"The same payment twice: the same RRN {RRN(1)} as PAY in the ledger.")
 
 
+def test_a_key_twice_on_one_side_and_absent_on_the_other_reports_both_rows(backend):
+    # Given an RRN held twice in the ledger and not in the bank file, and another the other way round
+    t = tenant()
+    add(t, "internal", "PAY", "40.00", reference=RRN(1), when=at(3, 10))
+    add(t, "internal", "PAY-AGAIN", "40.00", reference=RRN(1), when=at(3, 11))
+    add(t, "external", "BANK", "60.00", reference=RRN(2), when=at(4, 10))
+    add(t, "external", "BANK-AGAIN", "60.00", reference=RRN(2), when=at(4, 11))
+    # When they are reconciled
+    _run, summary = reconcile(t)
+    # Then each first row is missing on the other side and each second one is its duplicate
+    assert kinds(t) == [("duplicate", None, "BANK-AGAIN"), ("duplicate", "PAY-AGAIN", None),
+                        ("missing_external", "PAY", None), ("missing_internal", None, "BANK")]
+    assert summary["unmatched_amount"] == {"internal": "40.00", "external": "60.00"}
+
+
 def test_a_payment_reversed_in_the_bank_file_but_not_in_the_ledger(backend):
     t = tenant()
     add(t, "internal", "PAY", "500.00", reference=RRN(1), direction="DR", when=at(3))

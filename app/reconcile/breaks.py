@@ -99,28 +99,38 @@ class Breaks(Statements):
         return "(:source || '|' || r.outcome || '|' || coalesce(r.ix, '') || '|' || coalesce(r.ex, ''))"
 
     def write_breaks(self) -> None:
-        """Upsert this run's breaks under their stable key; ``run_id`` says which run last changed one."""
+        """Write this run's breaks under their stable key; ``run_id`` says which run last changed one.
+
+        Two statements where an upsert (``INSERT ... ON CONFLICT``) would be one: the breaks seen
+        before are updated where they changed, then the new ones inserted. An upsert inserts
+        each row speculatively, a step more per row; measured on 99,499 new breaks, the plain
+        insert took about two thirds of its time. No other run writes these keys meanwhile: a
+        run holds its tenant and source's advisory lock (see :mod:`app.reconcile.engine`).
+        """
         d = self.d
-        status = ("CASE WHEN reconciliations.run_id = excluded.run_id THEN reconciliations.status "
+        breaks = f"r.outcome IN ({self.break_list()})"
+        values = {"rule": "r.rule", "notes": self.notes(), "internal_amount": d.from_cents("r.ic"),
+                  "external_amount": d.from_cents("r.ec"), "internal_time": "r.it", "external_time": "r.et",
+                  "internal_status": "r.ist", "external_status": "r.est"}
+        # a break found again as it was is left alone: a run with no new data changes nothing
+        status = ("CASE WHEN reconciliations.run_id = :run THEN reconciliations.status "
                   "WHEN reconciliations.status = 'resolved' THEN 'new' ELSE 'persisting' END")
+        changed = " OR ".join([d.differs("reconciliations.status", status)]
+                              + [d.differs(f"reconciliations.{c}", values[c]) for c in CARRIED])
+        self.x(f"UPDATE reconciliations SET status = {status}, run_id = :run, "
+               + ", ".join(f"{c} = {values[c]}" for c in CARRIED)
+               + f", updated_at = :now FROM rc_res r WHERE {breaks} AND reconciliations.tenant_id = :tenant "
+               f"AND reconciliations.break_key = {self.break_key()} AND ({changed})")
+        order = ", ".join(d.bytewise(text) for text in ("r.outcome", "coalesce(r.ix, '')", "coalesce(r.ex, '')"))
         self.x(
-            "INSERT INTO reconciliations (tenant_id, break_key, source, rule, mismatch_type, internal_txn_id, "
-            "external_txn_id, internal_amount, external_amount, internal_time, external_time, internal_status, "
-            "external_status, notes, status, run_id, first_run_id, created_at, updated_at) "
-            f"SELECT :tenant, {self.break_key()}, "
-            f":source, r.rule, r.outcome, r.ix, r.ex, {d.from_cents('r.ic')}, {d.from_cents('r.ec')}, r.it, r.et, "
-            f"r.ist, r.est, {self.notes()}, 'new', :run, :run, :now, :now FROM rc_res r "
-            f"WHERE r.outcome IN ({self.break_list()}) "
-            "ORDER BY r.outcome, coalesce(r.ix, ''), coalesce(r.ex, '') "
-            "ON CONFLICT (tenant_id, break_key) DO UPDATE SET "
-            f"status = {status}, run_id = excluded.run_id, rule = excluded.rule, notes = excluded.notes, "
-            "internal_amount = excluded.internal_amount, external_amount = excluded.external_amount, "
-            "internal_time = excluded.internal_time, external_time = excluded.external_time, "
-            "internal_status = excluded.internal_status, external_status = excluded.external_status, "
-            "updated_at = excluded.updated_at "
-            # a break found again as it was is left alone: a run with no new data changes nothing
-            f"WHERE {d.differs('reconciliations.status', status)} OR "
-            + " OR ".join(d.differs(f"reconciliations.{c}", f"excluded.{c}") for c in CARRIED),
+            "INSERT INTO reconciliations (tenant_id, break_key, source, mismatch_type, internal_txn_id, "
+            f"external_txn_id, {', '.join(CARRIED)}, status, run_id, first_run_id, created_at, updated_at) "
+            f"SELECT :tenant, {self.break_key()}, :source, r.outcome, r.ix, r.ex, "
+            f"{', '.join(values[c] for c in CARRIED)}, 'new', :run, :run, :now, :now "
+            # sorted before the notes are made (a sort of narrower rows), byte by byte (no locale rules)
+            f"FROM (SELECT * FROM rc_res r WHERE {breaks} ORDER BY {order}) r "
+            "WHERE NOT EXISTS (SELECT 1 FROM reconciliations b WHERE b.tenant_id = :tenant "
+            f"AND b.break_key = {self.break_key()})"
         )
 
     def resolve_unseen(self) -> int:
@@ -128,5 +138,7 @@ class Breaks(Statements):
         when = "coalesce(internal_time, external_time)"
         return self.x(f"UPDATE reconciliations SET status = 'resolved', run_id = :run, updated_at = :now "
                       "WHERE tenant_id = :tenant AND source = :source AND status <> 'resolved' "
-                      f"AND {when} >= :lo AND {when} < :hi AND break_key NOT IN "
+                      # a break this run has just written was found by it: no need to look it up
+                      f"AND {when} >= :lo AND {when} < :hi AND ({self.d.differs('run_id', ':run')} "
+                      f"OR {self.d.differs('updated_at', ':now')}) AND break_key NOT IN "
                       f"(SELECT {self.break_key()} FROM rc_res r WHERE r.outcome IN ({self.break_list()}))").rowcount

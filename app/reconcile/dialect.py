@@ -37,6 +37,10 @@ class Dialect:
         """``min()`` of a text column, compared byte by byte (no locale rules: cheaper, and the same on both)."""
         return f'min({column} COLLATE "C")' if self.pg else f"min({column})"
 
+    def bytewise(self, text: str) -> str:
+        """A text to sort byte by byte (SQLite always does)."""
+        return f'({text}) COLLATE "C"' if self.pg else text
+
     def differs(self, a: str, b: str) -> str:
         """``a`` and ``b`` differ, a NULL differing from a value and equal to a NULL."""
         return f"({a} IS DISTINCT FROM {b})" if self.pg else f"({a} IS NOT {b})"

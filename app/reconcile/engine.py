@@ -6,9 +6,11 @@ phases over temporary tables; no statement runs per row:
 1. **Main key** (RRN for UPI, UTR for NEFT): both sides' rows of the period (widened by a
    margin) go through one hash aggregation by the key, a full outer join by grouping (one
    pass over the table where a ``FULL OUTER JOIN`` makes two), and every pair is classified
-   in the same statement; only what is not a clean pair is kept. A key held by one row on
+   in the same statement; only what is not a clean pair is kept, the clean ones are counted.
+   On PostgreSQL the key space is split in two halves (``hashtext(key) & 1``) grouped by two
+   parallel workers at once, each reading the table. A key held by one row on
    each side is a pair; a key with no partner, or rows without the key, go on to the next
-   phases; a key held twice on one side goes to phase 2.
+   phases; a key held twice on one side (whether or not the other side has it) goes to phase 2.
 2. **Ties on one side**: a row of the opposite direction and the same amount after a payment
    is its reversal (``reversed`` when only one side shows it); any further row is a
    ``duplicate``; the first rows of each side then pair as in phase 1.
@@ -33,7 +35,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from app.reconcile.breaks import BREAKS, Breaks, Outcome
-from app.reconcile.tuning import LOOKUPS, TUNING, WORK_MEM, tune
+from app.reconcile.tuning import LOOKUPS, STATISTICS, TUNING, WORK_MEM, tune
 from app.reconcile.pairing import Pairing
 from app.reconcile.statements import FALLBACK_COLUMNS, KEY_COLUMNS, Params
 
@@ -45,7 +47,7 @@ logger = logging.getLogger(__name__)
 #: The phases, for progress reports.
 PHASES = ("main key", "ties", "further keys", "fallback", "settlements", "unmatched", "breaks")
 #: Every table a run makes.
-TEMP_TABLES = ("rc_j", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
+TEMP_TABLES = ("rc_j", "rc_x", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
                "rc_cu", "rc_amb", "rc_g")
 
 
@@ -68,6 +70,7 @@ class _Run(Pairing, Breaks):
 
     def run(self) -> Outcome:
         tune(self.c)
+        tune(self.c, STATISTICS)
         if self.d.pg:
             self.x("SELECT pg_advisory_xact_lock(hashtext(:lock))", lock=f"reconcile:{self.p.tenant_id}:{self.p.source}")
         for name in TEMP_TABLES:

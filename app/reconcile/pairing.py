@@ -6,64 +6,86 @@ are not clean), ``rc_res`` (every outcome with both sides' columns), ``rc_left``
 """
 from __future__ import annotations
 
-from app.reconcile.tuning import LOOKUPS, tune
+from app.reconcile.tuning import HALVES, LOOKUPS, tune, tuned
 from app.reconcile.statements import FT, Statements
 
 __all__ = ["Pairing"]
 
-#: The columns of ``rc_j``: the main key's pairs that are not clean.
-RC_J = ("iid", "ix", "ic", "it", "ist", "eid", "ex", "ec", "et", "est", "k", "outcome")
+#: The columns of ``rc_j``: the main key's pairs that are not clean (their txn ids are looked up
+#: for the breaks among them: carrying them through the grouping cost more).
+RC_J = ("iid", "ic", "it", "ist", "eid", "ec", "et", "est", "k", "outcome")
 
 
 class Pairing(Statements):
     """The pairing phases of a run."""
 
-    def grouped(self) -> str:
-        """Both sides' rows of the period and margin that hold the main key, one row per key value.
+    def keyed(self, half: int | None = None) -> str:
+        """Both sides' rows of the period and margin that hold the main key: one row per key value
+        with its outcome (columns :data:`RC_J`).
 
         A hash aggregation over both ledgers at once (a full outer join by grouping: a key with
         no row on one side has a count of 0 there); for a key held once per side the ``min()``
-        of each column is that row's value.
+        of each column is that row's value. The outcome is worked out from the aggregates in the
+        same statement level, so that it is worked out once a key. ``half`` (0 or 1, PostgreSQL)
+        keeps the keys of that half of the key space only.
         """
         d = self.d
         column = self.key.column
-
-        def side(ledger: str, s: str) -> str:
+        values = {"k": column}
+        for ledger, s in (("internal", "i"), ("external", "e")):
             only = f"FILTER (WHERE ledger = '{ledger}')"
-            return (f"count(*) {only} AS n{s}, min(id) {only} AS {s}id, {d.smallest_text('txn_id')} {only} AS {s}x, "
-                    f"{d.cents(f'min(amount) {only}')} AS {s}c, {d.smallest_text('status')} {only} AS {s}st, "
-                    f"min(txn_time) {only} AS {s}t")
-
-        return (f"SELECT {column} AS k, {side('internal', 'i')}, {side('external', 'e')} FROM {FT} "
+            values.update({f"n{s}": f"count(*) {only}", f"{s}id": f"min(id) {only}", f"{s}c": d.cents(f"min(amount) {only}"),
+                           f"{s}st": f"{d.smallest_text('status')} {only}", f"{s}t": f"min(txn_time) {only}"})
+        internal = {name: values[f"i{name}"] for name in ("c", "st", "t")}
+        external = {name: values[f"e{name}"] for name in ("c", "st", "t")}
+        n_i, n_e = values["ni"], values["ne"]
+        values["outcome"] = (
+            # a key held more than once goes to the ties phase even with no row on the other side:
+            # only one row of a side (its min(id)) goes on as ``left``
+            f"CASE WHEN {n_i} > 1 OR {n_e} > 1 THEN 'multi' WHEN {n_i} = 0 OR {n_e} = 0 THEN 'left' "
+            f"WHEN {self.window_fails(self.key, internal, external)} THEN 'split' "
+            f"ELSE {self.classify(internal, external)} END"
+        )
+        which = "" if half is None else f"AND hashtext({column}) & 1 = {half} "
+        return (f"SELECT {', '.join(f'{values[c]} AS {c}' for c in RC_J)} FROM {FT} "
                 "WHERE tenant_id = :tenant AND source = :source AND txn_time >= :wlo AND txn_time < :whi "
-                f"AND {column} IS NOT NULL GROUP BY {column}")
+                f"AND {column} IS NOT NULL {which}GROUP BY {column}")
+
+    def collapsed(self, half: int) -> str:
+        """One half's keys that are not clean pairs, and one row counting its matched pairs.
+
+        The matched row has only ``outcome``, ``n`` (how many pairs) and ``mc`` (their ledger
+        cents); the others have ``n`` 1 and ``mc`` NULL.
+        """
+        keep = ", ".join(f"CASE WHEN g.outcome <> 'matched' THEN g.{c} END AS {c}" for c in RC_J[:-1])
+        return (f"SELECT {keep}, g.outcome, count(*) AS n, "
+                f"sum(CASE WHEN g.outcome = 'matched' THEN g.ic END) AS mc FROM ({self.keyed(half)}) g "
+                f"GROUP BY {', '.join(str(n + 1) for n in range(len(RC_J)))}")
 
     def main_key(self) -> None:
-        pair = (
-            "CASE WHEN g.ni = 0 OR g.ne = 0 THEN 'left' WHEN g.ni > 1 OR g.ne > 1 THEN 'multi' "
-            f"WHEN {self.window_fails(self.key, 'g.i{}', 'g.e{}')} THEN 'split' "
-            f"ELSE {self.classify('g.i{}', 'g.e{}')} END"
-        )
-        joined = f"SELECT {', '.join(f'g.{c}' for c in RC_J[:-1])}, {pair} AS outcome FROM ({self.grouped()}) g"
-        # matched pairs (most rows) are only counted: rc_j keeps the rest
         if self.d.pg:
-            self.x(f"{self.d.temp('rc_j')} {joined} WITH NO DATA")
-            # a matched pair keeps only its amount on its way through (OFFSET 0: the outcome is worked out once)
-            narrow = ", ".join(c if c == "ic" else f"CASE WHEN outcome = 'matched' THEN NULL ELSE {c} END AS {c}"
-                               for c in RC_J[:-1])
-            joined = f"SELECT {narrow}, outcome FROM ({joined} OFFSET 0) z"
-            self.matched = self.x(f"WITH q AS ({joined}), kept AS (INSERT INTO rc_j SELECT * FROM q "
-                                  "WHERE outcome <> 'matched') SELECT count(*), coalesce(sum(ic), 0) FROM q "
+            # the two halves of the key space in parallel (a UNION ALL in FROM: the planner's parallel
+            # append takes children that are not partial plans only there); matched pairs only counted
+            with tuned(self.c, HALVES):
+                self.x(f"{self.d.temp('rc_j')} SELECT * FROM ({self.collapsed(0)} UNION ALL {self.collapsed(1)}) h")
+            self.matched = self.x("SELECT CAST(coalesce(sum(n), 0) AS BIGINT), coalesce(sum(mc), 0) FROM rc_j "
                                   "WHERE outcome = 'matched'").one()
-            self.x("ANALYZE rc_j")
+            self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
+            self.analyze("rc_j")
         else:
-            self.temp("rc_j", joined)
+            self.temp("rc_j", self.keyed())
             self.matched = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
-        self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, est, "
-                            f"CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
-                  rule=self.key.label)
         tune(self.c, LOOKUPS)
+        # the breaks among them (both sides have one row), with their txn ids: both sides' rows
+        # looked up together in id order, one page of the table after the other
+        breaks = f"outcome IN ({self.break_list()})"
+        self.temp("rc_x", f"SELECT f.id, f.txn_id FROM (SELECT iid AS id FROM rc_j WHERE {breaks} UNION ALL "
+                          f"SELECT eid FROM rc_j WHERE {breaks} ORDER BY 1) w JOIN {FT} f ON f.id = w.id")
+        self.temp("rc_res", "SELECT j.outcome, CAST(:rule AS VARCHAR(64)) AS rule, j.iid, i.txn_id AS ix, j.ic, j.it, "
+                            "j.ist, j.eid, e.txn_id AS ex, j.ec, j.et, j.est, CAST(NULL AS TEXT) AS detail "
+                            f"FROM rc_j j JOIN rc_x i ON i.id = j.iid JOIN rc_x e ON e.id = j.eid WHERE j.{breaks}",
+                  rule=self.key.label)
         # rows without the key never met in the grouping: they go on to the next phases too
         self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
                              "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
@@ -78,7 +100,7 @@ class Pairing(Statements):
         d = self.d
         self.temp("rc_m", f"SELECT CASE WHEN f.ledger = 'internal' THEN 'i' ELSE 'e' END AS side, f.id, m.k, "
                           f"{d.cents('f.amount')} AS c, f.direction AS dir, f.status AS st, f.txn_time AS t, f.txn_id "
-                          f"FROM rc_mk m JOIN {FT} f ON f.tenant_id = :tenant AND f.{self.key.column} = m.k "
+                          f"FROM (SELECT k FROM rc_mk ORDER BY k) m JOIN {FT} f ON f.tenant_id = :tenant AND f.{self.key.column} = m.k "
                           "WHERE f.source = :source AND f.txn_time >= :wlo AND f.txn_time < :whi")
         # a reversal: a later row of the same side and key, the other direction, the same amount
         self.temp("rc_rev", "SELECT r.id AS rid, min(o.id) AS oid FROM rc_m r JOIN rc_m o ON o.side = r.side "
@@ -108,7 +130,11 @@ class Pairing(Statements):
                f"AND {self.not_taken('m.id')}")
 
     def leftovers(self) -> None:
-        """``rc_l``: the rows no key paired, with what the later phases compare."""
+        """``rc_l``: the rows no key paired, with what the later phases compare.
+
+        They are looked up in id order: the order they were loaded in, so one page of the table
+        after the other, where the order of ``rc_left`` jumps about.
+        """
         grouping = self.p.rules.grouping
         settle = "0"
         if grouping is not None:
@@ -117,7 +143,7 @@ class Pairing(Statements):
                       "THEN 1 ELSE 0 END")
         self.temp("rc_l", f"SELECT l.side, f.id, f.txn_id, f.reference, {self.d.cents('f.amount')} AS c, f.status AS st, "
                           "f.txn_time AS t, f.direction, f.counterparty, f.ifsc, f.settlement_date AS sd, "
-                          f"{settle} AS settle FROM rc_left l JOIN {FT} f ON f.id = l.id")
+                          f"{settle} AS settle FROM (SELECT id, side FROM rc_left ORDER BY id) l JOIN {FT} f ON f.id = l.id")
 
     def further_keys(self) -> None:
         self.leftovers()
