@@ -55,7 +55,7 @@ class Reconciliation(TenantScoped, Base):
     __table_args__ = (sa.UniqueConstraint("tenant_id", "break_key"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))  # led by the unique (tenant_id, break_key)
     internal_txn_id: Mapped[str | None] = mapped_column(sa.String(64))
     external_txn_id: Mapped[str | None] = mapped_column(sa.String(64))
     mismatch_type: Mapped[str] = mapped_column(sa.String(32))
