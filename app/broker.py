@@ -18,12 +18,24 @@ from periodiq import PeriodiqMiddleware
 
 from app.settings import Settings, get_settings
 
-__all__ = ["broker", "build_broker"]
+__all__ = ["FairqRabbitmqBroker", "broker", "build_broker"]
 
 logger = logging.getLogger(__name__)
 
 #: A periodic message older than this (seconds) when a worker picks it up is a missed tick.
 PERIODIC_SKIP_DELAY = 120
+
+
+class FairqRabbitmqBroker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker whose consumers let the gate claim each job as its message arrives
+    (see :class:`app.scheduling.gate.ClaimingConsumer`)."""
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):
+        from app.scheduling.gate import ClaimingConsumer, Gate
+
+        consumer = super().consume(queue_name, prefetch, timeout)
+        gate = next((m for m in self.middleware if isinstance(m, Gate)), None)
+        return consumer if gate is None else ClaimingConsumer(consumer, gate)
 
 
 def build_broker(settings: Settings) -> Broker:
@@ -33,7 +45,7 @@ def build_broker(settings: Settings) -> Broker:
     once the broker has it.
     """
     if settings.broker_url:
-        new: Broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+        new: Broker = FairqRabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
     else:
         new = StubBroker(fail_fast_default=False)
     new.add_middleware(CurrentMessage())

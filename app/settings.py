@@ -178,7 +178,8 @@ class Settings(BaseSettings):
     )
     job_lease_seconds: int = Field(
         300, ge=10,
-        description="A job dispatched or running past its time limit plus this is presumed lost and re-dispatched.",
+        description="A job dispatched this long ago, or running past its time limit plus the longest time limit "
+                    "(its message may wait in a worker's buffer) plus this, is presumed lost and re-dispatched.",
     )
     retry_backoff_seconds: float = Field(
         1.0, gt=0, description="First retry delay; each further retry doubles it (with jitter)."

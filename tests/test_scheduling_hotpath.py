@@ -19,7 +19,7 @@ from app.scheduling.hotpath import Dedicated
 from app.scheduling.jobs import enqueue_many
 from app.scheduling.leader import LOCK_KEY
 from app.scheduling.models import Job
-from app.scheduling.store import Outcome, Store
+from app.scheduling.store import Outcome, Started, Store
 from app.settings import Settings
 from app.tenancy.models import Tenant
 from app.tenancy.scoping import system_session, tenant_session
@@ -79,9 +79,19 @@ def test_start_finish_and_mark_give_the_same_result_on_both_databases(side):
         session.get(Tenant, "beta").paused = True
 
     store.mark_dispatched([a1, a2])
-    started = store.start_many([(a1, False), (a2, False), (a3, False), (a4, False), (b1, False)])
-    assert [s and s.job_id for s in started] == [a1, a2, a3, None, None]  # cancelled; paused
+    # a3 asked for twice in one batch (two copies of its message): only the first copy runs
+    started = store.start_many([(a1, False), (a2, False), (a3, False), (a3, False), (a4, False), (b1, False)])
+    assert [s and s.job_id for s in started] == [a1, a2, a3, None, None, None]  # twice; cancelled; paused
+    del started[3]
     assert [s.attempt for s in started[:3]] == [1, 1, 1]
+    # a claim given back (its message went back to the broker unprocessed) uses no attempt
+    assert store.unclaim_many([started[2]]) == 1
+    assert store.unclaim_many([started[2]]) == 0  # not running any more
+    (reclaimed,) = store.start_many([(a3, False)])
+    assert reclaimed.attempt == 1
+    stale = Started(**{**reclaimed.__dict__, "claimed_at": reclaimed.claimed_at - timedelta(seconds=1)})
+    assert store.unclaim_many([stale]) == 0  # claimed since by someone else: left alone
+    started[2] = reclaimed
     assert store.start_many([(a1, False)]) == [None]  # running: only a redelivery starts it again
     (again,) = store.start_many([(a1, True)])  # its worker died
     assert again.attempt == 2
@@ -99,7 +109,7 @@ def test_start_finish_and_mark_give_the_same_result_on_both_databases(side):
     assert jobs == [
         ("succeeded", 2, 0.5, None, {"n": 1}, False, True, True, True),
         ("failed", 1, 0.25, "boom", None, True, True, True, False),  # to retry: not finished
-        ("dead", 1, 0.125, "gone", None, False, False, True, True),
+        ("dead", 1, 0.125, "gone", None, False, True, True, True),  # its start filled dispatched_at in
         ("queued", 0, 0.0, None, None, False, False, False, False),
         ("queued", 0, 0.0, None, None, False, False, False, False),
     ]
@@ -241,3 +251,82 @@ def test_a_stopping_worker_writes_the_outcomes_it_queued(fast_retries, db, clien
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
     assert "running" not in states(ids).values()  # every job that ran has its outcome recorded
+
+
+def _job(job_id):
+    with system_session() as session:
+        job = session.get(Job, job_id)
+        session.expunge(job)
+        return job
+
+
+def test_a_message_is_claimed_as_it_arrives_and_given_back_if_it_never_ran(fast_retries, db, client):
+    """One worker thread, Dramatiq's prefetch of two: the second job is claimed (``running``) while it
+    waits for the thread; its start is recorded as the moment it really began; a stopping worker
+    gives such a claim back (``dispatched``, no attempt used) and the next worker runs the job."""
+    from tests.test_scheduling_e2e import enqueue, states
+
+    a = sign_up(client, "acme")
+
+    def start():
+        return subprocess.Popen(["dramatiq", "app.tasks", "--processes", "1", "--threads", "1"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(worker):
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+        assert worker.returncode == 0
+
+    worker = start()
+    try:
+        long, short = enqueue(client, a, {"sleep_ms": 2000}), enqueue(client, a)
+        wait_for(lambda: states([long, short]) == {long: "running", short: "running"}, timeout=60)
+        wait_for(lambda: states([short])[short] == "succeeded", timeout=30)
+        first, second = _job(long), _job(short)
+        # claimed about when the long job began, but recorded as starting once the thread was free
+        assert second.started_at - first.started_at > timedelta(seconds=1.5)
+        assert second.attempts == 1
+
+        long, waiting = enqueue(client, a, {"sleep_ms": 3000}), enqueue(client, a)
+        wait_for(lambda: states([long, waiting]) == {long: "running", waiting: "running"}, timeout=30)
+    finally:
+        stop(worker)
+    assert states([long, waiting]) == {long: "succeeded", waiting: "dispatched"}
+    given_back = _job(waiting)
+    assert given_back.attempts == 0 and given_back.started_at is None
+
+    worker = start()
+    try:
+        wait_for(lambda: states([waiting])[waiting] == "succeeded", timeout=60)
+    finally:
+        stop(worker)
+    assert _job(waiting).attempts == 1
+
+
+def test_jobs_past_their_lease_are_queued_again(side):
+    """Dispatched past the lease, or running past its own time limit, the longest one (a claimed
+    message may wait that long in a worker's buffer) and the lease: presumed lost, queued again."""
+    settings, db = side
+    store = Store(db)
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    ids = _jobs(settings, db, "acme", 5)
+    now = utcnow()
+    ages = {  # (state, seconds since dispatched / claimed)
+        ids[0]: ("dispatched", 299), ids[1]: ("dispatched", 301),
+        ids[2]: ("running", 10 + 60 + 299), ids[3]: ("running", 10 + 60 + 301), ids[4]: ("queued", 10_000),
+    }
+    with system_session(db=db) as session:
+        for job_id, (state, age) in ages.items():
+            job = session.get(Job, job_id)
+            job.state = state
+            job.dispatched_at = now - timedelta(seconds=age)
+            job.started_at = job.dispatched_at if state == "running" else None
+    lost = store.lost(lease_seconds=300, time_limits={"noop": 10.0, "other": 60.0})
+    assert sorted(lost) == [ids[1], ids[3]]
+    jobs, _ = _rows(db, ids)
+    assert [j[0] for j in jobs] == ["dispatched", "queued", "running", "queued", "queued"]

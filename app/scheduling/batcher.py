@@ -1,7 +1,8 @@
 """Group commit: many threads' small writes in one transaction, each thread waiting for its own.
 
 Worker threads call :meth:`GroupCommit.submit` and block until the batch that
-holds their item is committed; one flusher thread takes whatever has gathered
+holds their item is committed (or :meth:`GroupCommit.request` now and
+:meth:`Ticket.wait` later); one flusher thread takes whatever has gathered
 (up to ``max_batch``) and runs it as a single transaction. A thread therefore
 only goes on once its write is durable, yet eight threads finishing at once
 cost one commit, not eight. :meth:`GroupCommit.post` queues an item without
@@ -15,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "Ticket"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-class _Pending(Generic[Item, Result]):
+class Ticket(Generic[Item, Result]):
+    """One queued item: :meth:`wait` returns its result once its batch is committed."""
+
     __slots__ = ("item", "done", "result", "error")
 
     def __init__(self, item: Item) -> None:
@@ -31,6 +34,18 @@ class _Pending(Generic[Item, Result]):
         self.done = threading.Event()
         self.result: Result | None = None
         self.error: BaseException | None = None
+
+    def wait(self, timeout: float = 60.0) -> Result:
+        """The item's result.
+
+        Raises:
+          the flush's exception, or TimeoutError.
+        """
+        if not self.done.wait(timeout):
+            raise TimeoutError("the group commit did not complete in time")
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -49,7 +64,7 @@ class GroupCommit(Generic[Item, Result]):
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._flushing = False
-        self._pending: list[_Pending[Item, Result]] = []
+        self._pending: list[Ticket[Item, Result]] = []
         self._condition = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -60,15 +75,15 @@ class GroupCommit(Generic[Item, Result]):
         Raises:
           the flush's exception, or TimeoutError.
         """
-        pending: _Pending[Item, Result] = _Pending(item)
+        return self.request(item).wait(timeout)
+
+    def request(self, item: Item) -> Ticket[Item, Result]:
+        """Queue ``item`` without waiting; its ticket gives the result later."""
+        ticket: Ticket[Item, Result] = Ticket(item)
         with self._condition:
-            self._pending.append(pending)
+            self._pending.append(ticket)
             self._condition.notify()
-        if not pending.done.wait(timeout):
-            raise TimeoutError("the group commit did not complete in time")
-        if pending.error is not None:
-            raise pending.error
-        return pending.result  # type: ignore[return-value]
+        return ticket
 
     def post(self, item: Item) -> None:
         """Queue ``item`` without waiting for its commit (failures are logged); waits only while
@@ -76,7 +91,7 @@ class GroupCommit(Generic[Item, Result]):
         with self._condition:
             while len(self._pending) >= self._max_pending:
                 self._condition.wait()
-            self._pending.append(_Pending(item))
+            self._pending.append(Ticket(item))
             self._condition.notify_all()
 
     def drain(self, timeout: float) -> bool:

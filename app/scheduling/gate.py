@@ -1,7 +1,7 @@
 """The gate: a Dramatiq middleware that admits each job message and records its outcome.
 
-Before a job's actor runs, the gate marks the job ``running`` in the database
-— only if it is still waiting, not cancelled, and its tenant is not paused —
+Before a job's actor runs, the gate claims the job: marks it ``running`` in the
+database — only if it is still waiting, not cancelled, and its tenant is not paused —
 and re-checks the tenant's concurrency cap for that kind (the dispatcher
 checked both; they can change while a message waits). A job it turns away is
 either finished already (a duplicate delivery: skipped) or deferred: put back
@@ -9,6 +9,15 @@ in the queue for later, with no attempt or retry used. After the actor, the
 gate records the outcome, the run time and the usage, in one transaction
 shared with other threads' outcomes; on PostgreSQL the worker thread does not
 wait for it (a stopping worker does, see :meth:`Gate.after_worker_shutdown`).
+
+On RabbitMQ the claim is asked for as the message arrives in the worker process
+(:class:`ClaimingConsumer`, in the consumer thread), not when a worker thread
+takes it: a worker process holds up to twice its threads' messages, so the
+answer is usually there before a thread is free, and the thread does not wait
+for a round trip to the database between two jobs. A claimed job thus counts as
+``running`` while its message waits in that buffer; the outcome records when the
+actor really began. Messages the worker hands back to the broker unprocessed
+(it is stopping) are unclaimed: ``dispatched`` again, no attempt used.
 
 Only :class:`~dramatiq.middleware.SkipMessage` stops a message from a
 ``before_`` hook; any other exception would be logged and swallowed by
@@ -38,7 +47,7 @@ from app.scheduling.hotpath import Dedicated
 from app.scheduling.store import Outcome, Started, Store
 from app.settings import get_settings
 
-__all__ = ["Gate", "backoff"]
+__all__ = ["ClaimingConsumer", "Gate", "backoff"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +65,39 @@ def backoff(attempt: int, *, base: float, maximum: float, rng: random.Random | N
     return delay * (rng or random).uniform(0.5, 1.5)
 
 
+#: Where a message carries its early claim (a :class:`~app.scheduling.batcher.Ticket`).
+_CLAIM = "_fairq_claim"
+
+
+class ClaimingConsumer:
+    """A broker consumer whose job messages are claimed as they arrive (see the module docstring).
+
+    Everything else is the wrapped consumer's own: Dramatiq's consumer thread iterates over it,
+    acks, nacks and requeues through it.
+    """
+
+    def __init__(self, consumer, gate: "Gate") -> None:
+        self._consumer = consumer
+        self._gate = gate
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        message = next(self._consumer)
+        if message is not None:
+            self._gate.claim_early(message)
+        return message
+
+    def requeue(self, messages) -> None:
+        messages = list(messages)
+        self._gate.unclaim(messages)
+        self._consumer.requeue(messages)
+
+    def __getattr__(self, name: str):
+        return getattr(self._consumer, name)
+
+
 class Gate(Middleware):
     """Admits job messages and records their outcomes (see the module docstring)."""
 
@@ -69,6 +111,44 @@ class Gate(Middleware):
     @property
     def store(self) -> Store:
         return Store(get_db())
+
+    def _claims(self) -> GroupCommit:
+        return self._group_commits()[0]
+
+    @staticmethod
+    def _claim_request(message) -> tuple[int, bool]:
+        return int(message.args[0]), bool(getattr(message, "redelivered", False))
+
+    def claim_early(self, message) -> None:
+        """Called by the consumer thread as a message arrives: asks for its claim now, so the worker
+        thread that takes the message finds the answer waiting (PostgreSQL; see the module docstring)."""
+        if (kind_for_actor(message.actor_name) is None or "eta" in message.options
+                or get_db().dialect != "postgresql"):
+            return
+        try:
+            message.__dict__[_CLAIM] = self._claims().request(self._claim_request(message))
+        except Exception:  # the worker thread asks again itself
+            logger.exception("could not ask early for the claim of job %s", message.args[0])
+
+    def unclaim(self, messages) -> None:
+        """Called as a stopping worker hands messages back unprocessed: their jobs were claimed for
+        nothing, so they go back to ``dispatched`` without using an attempt."""
+        claims = []
+        for message in messages:
+            claim = message.__dict__.pop(_CLAIM, None)
+            try:
+                started = claim.wait(OUTCOME_DRAIN) if claim is not None else None
+            except Exception:
+                continue  # never claimed
+            if started is not None:
+                claims.append(started)
+        if claims:
+            try:
+                given_back = self.store.unclaim_many(claims)
+            except Exception:
+                logger.exception("could not give back %d claimed jobs; they run again after their lease", len(claims))
+                return
+            logger.info("gave back %d claimed jobs the stopping worker did not run", given_back)
 
     def _group_commits(self) -> tuple[GroupCommit, GroupCommit]:
         """This process's group commits for starts and outcomes (made after any fork)."""
@@ -108,8 +188,8 @@ class Gate(Middleware):
             return
         job_id = int(message.args[0])
         try:
-            starts, _ = self._group_commits()
-            started = starts.submit((job_id, bool(getattr(message, "redelivered", False))))
+            claim = message.__dict__.pop(_CLAIM, None)
+            started = claim.wait() if claim is not None else self._claims().submit(self._claim_request(message))
             if started is None:
                 self._turn_away(job_id)
                 raise SkipMessage()
@@ -126,6 +206,7 @@ class Gate(Middleware):
             logger.exception("gate failed for job %s; left for re-dispatch", job_id)
             raise SkipMessage() from None
         self._local.started = started
+        self._local.began_at = utcnow()
         if started.attempt == 1 and started.enqueued_at is not None:
             metrics.job_started(started.tenant_id, started.kind, (utcnow() - started.enqueued_at).total_seconds())
         logs.bind(job_id=job_id, tenant_id=started.tenant_id)  # the job's own log lines carry both
@@ -168,7 +249,7 @@ class Gate(Middleware):
             not_before = utcnow() + timedelta(seconds=delay)
         else:
             state, error = "succeeded", None
-        outcome = Outcome(started, state, run_seconds, error, job.result, not_before)
+        outcome = Outcome(started, state, run_seconds, error, job.result, not_before, self._local.began_at)
         try:
             _, finishes = self._group_commits()
             if get_db().dialect == "postgresql":

@@ -117,7 +117,8 @@ START = Prepared(
     "fairq_start",
     ("bigint[]", "bigint[]", "timestamptz"),
     """
-    UPDATE jobs SET state = 'running', started_at = $3, attempts = attempts + 1, last_error = NULL
+    UPDATE jobs SET state = 'running', started_at = $3, attempts = attempts + 1, last_error = NULL,
+        dispatched_at = COALESCE(dispatched_at, $3)
     WHERE id = ANY($1)
       AND (state IN ('queued', 'dispatched')
            OR (state = 'failed' AND (not_before IS NULL OR not_before <= $3))
@@ -132,7 +133,7 @@ START = Prepared(
 #: (see ``Store.finish_many``).
 FINISH = Prepared(
     "fairq_finish",
-    ("bigint[]", "text[]", "timestamptz[]", "float8[]", "text[]", "jsonb[]", "timestamptz[]",
+    ("bigint[]", "text[]", "timestamptz[]", "float8[]", "text[]", "jsonb[]", "timestamptz[]", "timestamptz[]",
      "date", "text[]", "text[]", "float8[]", "bigint[]", "bigint[]", "bigint[]", "text[]"),
     f"""
     WITH done AS (
@@ -142,14 +143,15 @@ FINISH = Prepared(
             run_seconds = jobs.run_seconds + v.run_seconds,
             last_error = v.last_error,
             result = COALESCE(v.result, jobs.result),
-            not_before = v.not_before
-        FROM unnest($1, $2, $3, $4, $5, $6, $7)
-            AS v(id, state, finished_at, run_seconds, last_error, result, not_before)
+            not_before = v.not_before,
+            started_at = COALESCE(v.began_at, jobs.started_at)
+        FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
+            AS v(id, state, finished_at, run_seconds, last_error, result, not_before, began_at)
         WHERE jobs.id = v.id AND jobs.state = 'running'
         RETURNING jobs.id
     ), metered AS (
         INSERT INTO usage_daily (tenant_id, day, kind, jobs, run_seconds, rows, messages, failures)
-        SELECT t, $8, k, 0, r, ro, m, f FROM unnest($9, $10, $11, $12, $13, $14) AS x(t, k, r, ro, m, f)
+        SELECT t, $9, k, 0, r, ro, m, f FROM unnest($10, $11, $12, $13, $14, $15) AS x(t, k, r, ro, m, f)
         ON CONFLICT (tenant_id, day, kind) DO UPDATE SET
             run_seconds = usage_daily.run_seconds + excluded.run_seconds,
             rows = usage_daily.rows + excluded.rows,
@@ -157,7 +159,7 @@ FINISH = Prepared(
             failures = usage_daily.failures + excluded.failures
         RETURNING 1
     )
-    SELECT pg_notify('{signals.CHANNEL}', news) FROM unnest($15) AS n(news)
+    SELECT pg_notify('{signals.CHANNEL}', news) FROM unnest($16) AS n(news)
     """,
 )
 
@@ -173,6 +175,6 @@ MARK_DISPATCHED = Prepared(
         state = CASE WHEN {w} THEN 'dispatched' ELSE state END,
         not_before = CASE WHEN {w} THEN NULL ELSE not_before END,
         dispatched_at = CASE WHEN {w} OR dispatched_at IS NULL THEN $2 ELSE dispatched_at END
-    WHERE id = ANY($1)
+    WHERE id = ANY($1) AND ({w} OR dispatched_at IS NULL)
     """.format(w=_WAITING),
 )

@@ -48,6 +48,8 @@ class Started:
     attempt: int
     max_retries: int
     enqueued_at: datetime | None = None
+    #: when the gate took the job (its ``started_at`` until the outcome records the real start)
+    claimed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Outcome:
     error: str | None = None
     result: dict[str, Any] | None = None
     not_before: datetime | None = None
+    #: when the actor really began (the job was claimed earlier if its message waited in a buffer)
+    began_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,20 @@ class Store:
         else:
             with self.db.system() as connection:
                 rows = connection.execute(_START_MANY, {"ids": ids, "redelivered": redelivered, "now": now}).all()
-        started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5], row[6]) for row in rows}
-        return [started.get(job_id) for job_id in ids]
+        started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5], row[6], now)
+                   for row in rows}
+        # a job asked for twice in one batch (two copies of its message) starts once: the first asker's
+        return [started.pop(job_id, None) for job_id in ids]
+
+    def unclaim_many(self, claims: Sequence[Started]) -> int:
+        """Give back jobs the gate claimed but never ran (their messages went back to the broker
+        when the worker stopped): ``dispatched`` again, the attempt not counted. A job claimed
+        since by someone else (its claim time differs) is left alone. Returns how many went back."""
+        count = 0
+        with self.db.system() as connection:
+            for claim in claims:
+                count += connection.execute(_UNCLAIM, {"job_id": claim.job_id, "claimed_at": claim.claimed_at}).rowcount
+        return count
 
     def finish_many(self, outcomes: Sequence[Outcome], *, on: Dedicated | None = None) -> list[None]:
         """Record the outcomes of attempts and meter their usage, in one transaction (usage summed
@@ -127,6 +143,7 @@ class Store:
                 "job_id": outcome.started.job_id, "state": outcome.state, "finished_at": now if final else None,
                 "run_seconds": outcome.run_seconds, "last_error": outcome.error,
                 "result": result if outcome.state == "succeeded" else None, "not_before": outcome.not_before,
+                "began_at": outcome.began_at,
             })
             amounts = usage_rows.setdefault((outcome.started.tenant_id, outcome.started.kind),
                                             {"run_seconds": 0.0, "rows": 0, "messages": 0, "failures": 0})
@@ -145,6 +162,7 @@ class Store:
                 [u["last_error"] for u in updates],
                 [None if u["result"] is None else json.dumps(u["result"]) for u in updates],
                 [u["not_before"] for u in updates],
+                [u["began_at"] for u in updates],
                 day,
                 [tenant for tenant, _ in usage_rows],
                 [kind for _, kind in usage_rows],
@@ -303,8 +321,14 @@ class Store:
         return [Finished(*row) for row in rows]
 
     def lost(self, *, lease_seconds: float, time_limits: dict[str, float]) -> list[int]:
-        """Put back in the queue jobs dispatched or running past their lease (lost message, dead worker)."""
+        """Put back in the queue jobs dispatched or running past their lease (lost message, dead worker).
+
+        A running job's clock starts at its claim, and its message may then wait in its worker
+        process's buffer until a thread is free — at most the longest time limit of any kind — so
+        a running job is lost only after its own limit, that longest one and the lease.
+        """
         now = utcnow()
+        longest = max(time_limits.values(), default=600.0)
         requeued = []
         with self.db.system() as connection:
             rows = connection.execute(
@@ -313,7 +337,7 @@ class Store:
             ).all()
             for job_id, kind, state, dispatched_at, started_at in rows:
                 since = started_at if state == "running" else dispatched_at
-                limit = time_limits.get(kind, 600.0) if state == "running" else 0.0
+                limit = time_limits.get(kind, 600.0) + longest if state == "running" else 0.0
                 if since is not None and (now - since).total_seconds() > limit + lease_seconds:
                     done = connection.execute(
                         jobs.update().where(jobs.c.id == job_id, jobs.c.state == state)
@@ -405,9 +429,17 @@ _START_MANY = (
         jobs.c.cancel_requested.is_(False),
         ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery(),
     )
-    .values(state="running", started_at=sa.bindparam("now"), attempts=jobs.c.attempts + 1, last_error=None)
+    .values(state="running", started_at=sa.bindparam("now"), attempts=jobs.c.attempts + 1, last_error=None,
+            dispatched_at=sa.func.coalesce(jobs.c.dispatched_at, sa.bindparam("now")))
     .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries,
                jobs.c.enqueued_at)
+)
+
+_UNCLAIM = (
+    jobs.update()
+    .where(jobs.c.id == sa.bindparam("job_id"), jobs.c.state == "running",
+           jobs.c.started_at == sa.bindparam("claimed_at"))
+    .values(state="dispatched", started_at=None, attempts=jobs.c.attempts - 1)
 )
 
 _FINISH = (
@@ -420,21 +452,22 @@ _FINISH = (
         last_error=sa.bindparam("last_error"),
         result=sa.func.coalesce(sa.bindparam("result", type_=jobs.c.result.type), jobs.c.result),
         not_before=sa.bindparam("not_before"),
+        started_at=sa.func.coalesce(sa.bindparam("began_at", type_=jobs.c.started_at.type), jobs.c.started_at),
     )
 )
 
 def _mark_dispatched():
     """After publishing: waiting jobs become ``dispatched``. The mark runs a moment after the
-    publish, so a fast worker may have started or even finished a job already: its state is
-    kept, and only a missing ``dispatched_at`` is filled in. A job the gate deferred meanwhile
-    (a future ``not_before``) stays queued."""
+    publish, so a fast worker may have started or even finished a job already: its row is left
+    as it is (the gate's start filled in ``dispatched_at``), so most rows of a busy system are
+    not written twice. A job the gate deferred meanwhile (a future ``not_before``) stays queued."""
     waiting = sa.and_(
         jobs.c.state.in_(DISPATCHABLE),
         sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.bindparam("now")),
     )
     return (
         jobs.update()
-        .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)))
+        .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)), sa.or_(waiting, jobs.c.dispatched_at.is_(None)))
         .values(
             state=sa.case((waiting, "dispatched"), else_=jobs.c.state),
             not_before=sa.case((waiting, None), else_=jobs.c.not_before),
