@@ -165,7 +165,8 @@ class Settings(BaseSettings):
     )
     dispatch_window: int = Field(
         16, ge=1, le=10_000,
-        description="Jobs kept in flight in the broker at most (about twice the worker threads in all).",
+        description="Jobs waiting in the broker at most: published, not yet taken by a worker (about twice "
+                    "the worker threads in all).",
     )
     dispatcher: Literal["companion", "thread"] = Field(
         "companion",

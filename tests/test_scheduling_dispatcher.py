@@ -127,3 +127,30 @@ def test_jobs_a_rate_limit_holds_back_count_as_deferrals(embedded):
     dispatcher.step()
     assert len(publisher.sent) == 2  # its burst
     assert deferred._value.get() - before == 3
+
+
+def test_the_window_holds_jobs_waiting_in_the_broker_not_running_ones(embedded):
+    """Jobs a worker claimed leave the window (they are no longer in the broker) but stay in flight
+    (their tenants' caps and charges): claims heard as news, or found by the sweep if news was lost."""
+    settings, db = embedded
+    dispatcher, publisher = make(settings, db, [("a", 1, "default")])
+    dispatcher.leadership = LocalLeadership()  # the in-process bus: the claims' news arrives
+    add_jobs(settings, db, "a", 20)
+    dispatcher.become_leader()
+    assert dispatcher.step() == 6
+    assert dispatcher.step() == 0  # six waiting in the broker: the window is full
+    store = Store(db)
+    claimed = store.start_many([(job_id, False) for job_id in publisher.sent[:3]])
+    assert all(claimed)
+    assert dispatcher.step() == 3  # three taken by a worker: room for three more
+    assert len(dispatcher.in_flight) == 9 and len(dispatcher.unclaimed) == 6
+    assert dispatcher.step() == 0
+
+    dispatcher.leadership = NoNews()  # a claim whose news is lost: the sweep finds it
+    store.start_many([(job_id, False) for job_id in publisher.sent[3:5]])
+    assert dispatcher.step() == 0
+    for flight in dispatcher.in_flight.values():
+        flight.since -= 60
+    dispatcher._sweep()
+    assert len(dispatcher.unclaimed) == 4
+    assert dispatcher.step() == 2

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from datetime import timedelta
 
 import psycopg2
@@ -330,3 +331,26 @@ def test_jobs_past_their_lease_are_queued_again(side):
     assert sorted(lost) == [ids[1], ids[3]]
     jobs, _ = _rows(db, ids)
     assert [j[0] for j in jobs] == ["dispatched", "queued", "running", "queued", "queued"]
+
+
+def test_lingering_items_gather_into_one_write_and_drain_does_not_wait_for_the_linger():
+    from app.scheduling.batcher import GroupCommit
+
+    batches = []
+
+    def flush(items):
+        batches.append(list(items))
+        return [None] * len(items)
+
+    commits = GroupCommit(flush, name="test-linger", linger=0.3)
+    first = commits.request(1)
+    time.sleep(0.1)
+    second = commits.request(2)
+    first.wait(5), second.wait(5)
+    assert batches == [[1, 2]]  # one write for both
+
+    slow = GroupCommit(flush, name="test-linger-drain", linger=30.0)
+    slow.post(3)
+    began = time.monotonic()
+    assert slow.drain(5)
+    assert time.monotonic() - began < 5 and batches[-1] == [3]

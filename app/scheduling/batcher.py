@@ -56,11 +56,15 @@ class GroupCommit(Generic[Item, Result]):
       name: the flusher thread's name.
       max_batch: the most items one flush takes.
       max_pending: the most items waiting for a flush; :meth:`post` blocks while there are more.
+      linger: seconds the flusher lets items gather after the first one arrives (0: none), for
+        writes that gain from waiting (see the dispatcher's marks); :meth:`drain` does not wait for it.
     """
 
     def __init__(self, flush: Callable[[Sequence[Item]], Sequence[Result]], *, name: str, max_batch: int = 64,
-                 max_pending: int = 1024) -> None:
+                 max_pending: int = 1024, linger: float = 0.0) -> None:
         self._flush = flush
+        self._linger = linger
+        self._draining = False
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._flushing = False
@@ -82,7 +86,7 @@ class GroupCommit(Generic[Item, Result]):
         ticket: Ticket[Item, Result] = Ticket(item)
         with self._condition:
             self._pending.append(ticket)
-            self._condition.notify()
+            self._condition.notify_all()  # the flusher, whoever else waits (posters, drain) too
         return ticket
 
     def post(self, item: Item) -> None:
@@ -97,13 +101,21 @@ class GroupCommit(Generic[Item, Result]):
     def drain(self, timeout: float) -> bool:
         """Wait until every item queued so far is written (or failed); False if ``timeout`` passed first."""
         with self._condition:
-            return self._condition.wait_for(lambda: not self._pending and not self._flushing, timeout)
+            self._draining = True
+            self._condition.notify_all()
+            try:
+                return self._condition.wait_for(lambda: not self._pending and not self._flushing, timeout)
+            finally:
+                self._draining = False
 
     def _run(self) -> None:
         while True:
             with self._condition:
                 while not self._pending:
                     self._condition.wait()
+                if self._linger and not self._draining:
+                    self._condition.wait_for(lambda: self._draining or len(self._pending) >= self._max_batch,
+                                             self._linger)
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
                 self._flushing = True
                 self._condition.notify_all()  # room for posters that wait

@@ -9,15 +9,19 @@ With ``FAIRQ_DISPATCHER=thread``, in ``fairq up`` and on the embedded default,
 the threads lead. Each round it:
 
 1. hears which tenants have news (new jobs, finished jobs) — NOTIFY or the in-process bus;
-2. checks which of its in-flight jobs have ended, and charges their measured
-   run time to their tenants (correcting the estimate charged at dispatch);
+2. hears which jobs workers claimed (their messages left the broker, so the
+   window has room again: it holds jobs waiting in the broker, not running
+   ones), and which in-flight jobs have ended, and charges their measured run
+   time to their tenants (correcting the estimate charged at dispatch);
 3. asks the fair queue (:mod:`app.scheduling.fairness`) for as many jobs as
    the window has room for, takes their rate-limit tokens in one batch, and
    gives back the ones refused;
-4. publishes them in one confirmed batch, then marks them ``dispatched``.
+4. publishes them in one confirmed batch, then marks them ``dispatched`` (the
+   marks gather for a moment first, so that the jobs workers claimed meanwhile
+   — most of them when busy — are not written twice).
 
 A crash between 4's publish and its mark re-publishes the jobs later: delivery
-is at-least-once, and the gate skips a job that already ran. Every few
+is at-least-once, and the gate's claim lets only one copy run. Every few
 seconds the leader also re-dispatches jobs whose lease expired and re-counts
 the backlog (in case a notification was lost).
 """
@@ -77,6 +81,9 @@ DUE_CHECK = 0.25
 SHARE_PUBLISH = 1.0
 #: Seconds between a worker thread's checks for a dispatcher companion (it defers to one).
 COMPANION_CHECK = 2.0
+#: Seconds the ``dispatched`` marks gather before they are written. A job a worker claims first
+#: (most of them, on a busy system) is not written again: its claim filled ``dispatched_at`` in.
+MARK_LINGER = 0.1
 
 
 @dataclass
@@ -109,6 +116,8 @@ class Dispatcher:
         self._backlogged = False
         self.queue = FairQueue(refill=self._refill, aging_seconds=settings.aging_seconds, clock=clock)
         self.in_flight: dict[int, InFlight] = {}
+        #: the jobs of ``in_flight`` still in the broker: published, not yet claimed by a worker
+        self.unclaimed: set[int] = set()
         self.estimates: dict[str, float] = {name: k.cost_estimate for name, k in kinds().items()}
         self.blocked_until: dict[tuple[str, str], float] = {}
         self.plans: dict[str, str] = {}
@@ -127,7 +136,7 @@ class Dispatcher:
         self._shared_at = 0.0
         # marking jobs dispatched is off the critical path: the gate admits a job either way
         self._marks_on = Dedicated(self.store.db, name="fairq-dispatch-mark")
-        self._marker = GroupCommit(self._mark, name="fairq-dispatch-mark")
+        self._marker = GroupCommit(self._mark, name="fairq-dispatch-mark", linger=MARK_LINGER)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -142,6 +151,7 @@ class Dispatcher:
             self._thread.join(timeout)
         self.leadership.release()
         self.publisher.close()
+        self._marker.drain(5.0)
         self._marks_on.close()  # a mark still in flight fails: the gate starts queued jobs as well
         metrics.clear_shares()
 
@@ -178,10 +188,13 @@ class Dispatcher:
         """Load what the previous leader knew: tenants, jobs in flight, the backlog."""
         logger.info("this process now leads dispatching (window %d)", self.window)
         self.in_flight.clear()
+        self.unclaimed.clear()
         self._refresh_tenants(force=True)
         counts: dict[str, int] = defaultdict(int)
-        for job_id, tenant_id, kind in self.store.in_flight():
+        for job_id, tenant_id, kind, state in self.store.in_flight():
             self.in_flight[job_id] = InFlight(tenant_id, kind, self.estimates.get(kind, 0.05))
+            if state == "dispatched":
+                self.unclaimed.add(job_id)
             counts[tenant_id] += 1
         for tenant_id, count in counts.items():
             self.queue.set_in_flight(tenant_id, count)
@@ -192,10 +205,12 @@ class Dispatcher:
 
     def step(self) -> int:
         """One round; returns how many jobs were dispatched."""
-        full = len(self.in_flight) >= self.window
+        full = len(self.unclaimed) >= self.window
         for news in self.leadership.wait_for_news(FULL_WAIT if full else IDLE_WAIT):
             if news == signals.COMPANION_UP:
                 self._companion_at = 0.0  # the run loop checks for it at once
+            elif news.startswith(signals.CLAIMED):
+                self.unclaimed.difference_update(signals.parse_claimed(news))
             elif news.startswith(signals.WAKE):
                 for job_id, seconds in signals.parse_ended(news):
                     self._ended(job_id, seconds)
@@ -211,7 +226,7 @@ class Dispatcher:
             self._notify_due()
         if time.monotonic() - self._shared_at > SHARE_PUBLISH:
             self._publish_shares()
-        free = self.window - len(self.in_flight)
+        free = self.window - len(self.unclaimed)
         if free <= 0 or (free < self.batch and self._backlogged):
             return 0  # wait for a few more to end: one round (one publish) for several jobs
         chosen = self._choose(free)
@@ -300,6 +315,7 @@ class Dispatcher:
         self._marker.post([c.job_id for c in chosen])
         for candidate in chosen:
             self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
+            self.unclaimed.add(candidate.job_id)
             logger.info("job %s dispatched", candidate.job_id, extra={
                 "job_id": candidate.job_id, "tenant_id": candidate.tenant_id, "kind": candidate.kind,
                 "state": "dispatched"})
@@ -327,6 +343,7 @@ class Dispatcher:
 
     def _ended(self, job_id: int, seconds: float) -> None:
         """A job left flight after running ``seconds`` (0: it never ran): charge its tenant that."""
+        self.unclaimed.discard(job_id)
         flight = self.in_flight.pop(job_id, None)
         if flight is None:
             return  # not this leader's (or already swept)
@@ -346,6 +363,8 @@ class Dispatcher:
         old = [job_id for job_id, flight in self.in_flight.items() if flight.since < settled]
         for done in self.store.finished(old):
             self._ended(done.job_id, done.run_seconds)
+        # claims whose news was lost (a notification missed while reconnecting, say)
+        self.unclaimed.difference_update(self.store.claimed([j for j in old if j in self.unclaimed]))
 
     def _publish_shares(self) -> None:
         """Each tenant's share of worker time in the window beside its entitlement (metrics)."""

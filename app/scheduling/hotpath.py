@@ -112,20 +112,26 @@ class Dedicated:
                 logger.debug("closing %s's connection failed", self.name, exc_info=True)
 
 
-#: The gate's start: jobs that may run now become ``running`` (see ``Store.start_many``).
+#: The gate's start: jobs that may run now become ``running``, and the dispatcher hears which
+#: (see ``Store.start_many``; the notification is sent only when a job was claimed).
 START = Prepared(
     "fairq_start",
     ("bigint[]", "bigint[]", "timestamptz"),
-    """
-    UPDATE jobs SET state = 'running', started_at = $3, attempts = attempts + 1, last_error = NULL,
-        dispatched_at = COALESCE(dispatched_at, $3)
-    WHERE id = ANY($1)
-      AND (state IN ('queued', 'dispatched')
-           OR (state = 'failed' AND (not_before IS NULL OR not_before <= $3))
-           OR (state = 'running' AND id = ANY($2)))
-      AND cancel_requested IS false
-      AND NOT (SELECT paused FROM tenants WHERE tenants.id = jobs.tenant_id)
-    RETURNING id, tenant_id, kind, payload, attempts, max_retries, enqueued_at
+    f"""
+    WITH started AS (
+        UPDATE jobs SET state = 'running', started_at = $3, attempts = attempts + 1, last_error = NULL,
+            dispatched_at = COALESCE(dispatched_at, $3)
+        WHERE id = ANY($1)
+          AND (state IN ('queued', 'dispatched')
+               OR (state = 'failed' AND (not_before IS NULL OR not_before <= $3))
+               OR (state = 'running' AND id = ANY($2)))
+          AND cancel_requested IS false
+          AND NOT (SELECT paused FROM tenants WHERE tenants.id = jobs.tenant_id)
+        RETURNING id, tenant_id, kind, payload, attempts, max_retries, enqueued_at
+    ), told AS (
+        SELECT pg_notify('{signals.CHANNEL}', '{signals.CLAIMED}' || string_agg(id::text, ',')) FROM started
+    )
+    SELECT started.*, (SELECT count(*) FROM told) FROM started
     """,
 )
 

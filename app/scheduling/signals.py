@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.db import AFTER_COMMIT
 
-__all__ = ["CHANNEL", "WAKE", "COMPANION_UP", "announce", "ended", "ended_payloads", "parse_ended", "bus", "LocalBus"]
+__all__ = ["CHANNEL", "WAKE", "COMPANION_UP", "CLAIMED", "announce", "ended", "ended_payloads", "parse_ended",
+           "claimed", "parse_claimed", "bus", "LocalBus"]
 
 #: The PostgreSQL channel the dispatcher listens on; the payload is a tenant id.
 CHANNEL = "fairq_jobs"
@@ -23,6 +24,9 @@ CHANNEL = "fairq_jobs"
 WAKE = "~"
 #: The payload a dispatcher companion sends when it comes up: the leading thread hands over at once.
 COMPANION_UP = "~companion"
+#: Payloads that start with this report jobs a worker claimed (their messages left the broker):
+#: ``~^<id>,<id>,...``.
+CLAIMED = "~^"
 
 
 class LocalBus:
@@ -101,3 +105,14 @@ def parse_ended(payload: str) -> list[tuple[int, float]]:
             job_id, _, seconds = part.partition(":")
             pairs.append((int(job_id), float(seconds or 0)))
     return pairs
+
+
+def claimed(target: sa.Connection | Session, job_ids: list[int]) -> None:
+    """Tell the dispatcher, once the transaction commits, that workers claimed these jobs."""
+    announce(target, *(CLAIMED + ",".join(map(str, job_ids[start:start + 500]))
+                       for start in range(0, len(job_ids), 500)))
+
+
+def parse_claimed(payload: str) -> list[int]:
+    """The job ids of a :func:`claimed` payload."""
+    return [int(part) for part in payload[len(CLAIMED):].split(",") if part]

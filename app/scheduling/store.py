@@ -114,6 +114,7 @@ class Store:
         else:
             with self.db.system() as connection:
                 rows = connection.execute(_START_MANY, {"ids": ids, "redelivered": redelivered, "now": now}).all()
+                signals.claimed(connection, [row[0] for row in rows])
         started = {row[0]: Started(row[0], row[1], row[2], row[3] or {}, row[4], row[5], row[6], now)
                    for row in rows}
         # a job asked for twice in one batch (two copies of its message) starts once: the first asker's
@@ -293,11 +294,11 @@ class Store:
                 )
             ))
 
-    def in_flight(self) -> list[tuple[int, str, str]]:
-        """Every job dispatched or running: (id, tenant, kind)."""
+    def in_flight(self) -> list[tuple[int, str, str, str]]:
+        """Every job dispatched or running: (id, tenant, kind, state)."""
         with self.db.system() as connection:
             return [tuple(row) for row in connection.execute(
-                sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind)
+                sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state)
                 .where(jobs.c.state.in_(("dispatched", "running")))
             )]
 
@@ -311,6 +312,13 @@ class Store:
             return
         with self.db.system() as connection:  # a fast worker may have started one already: keep its state
             connection.execute(_MARK_DISPATCHED, {"ids": list(job_ids), "now": now})
+
+    def claimed(self, job_ids: Sequence[int]) -> list[int]:
+        """Which of these jobs a worker has claimed (they are running)."""
+        if not job_ids:
+            return []
+        with self.db.system() as connection:
+            return list(connection.scalars(_RUNNING, {"ids": list(job_ids)}))
 
     def finished(self, job_ids: Sequence[int]) -> list[Finished]:
         """Which of these in-flight jobs are no longer in flight."""
@@ -480,6 +488,8 @@ def _mark_dispatched():
 
 
 _MARK_DISPATCHED = _mark_dispatched()
+
+_RUNNING = sa.select(jobs.c.id).where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state == "running")
 
 _FINISHED = sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state, jobs.c.run_seconds).where(
     jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state.not_in(("dispatched", "running"))
