@@ -354,3 +354,20 @@ def test_lingering_items_gather_into_one_write_and_drain_does_not_wait_for_the_l
     began = time.monotonic()
     assert slow.drain(5)
     assert time.monotonic() - began < 5 and batches[-1] == [3]
+
+
+def test_a_late_mark_leaves_a_job_claimed_since_its_publish_alone(side):
+    """The marks gather for a while: by then the job may have been claimed, failed and come due for
+    its retry. Marking it ``dispatched`` would strand it (no message carries the retry) until its lease."""
+    settings, db = side
+    store = Store(db)
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    (job_id,) = _jobs(settings, db, "acme", 1)
+    published = utcnow()
+    (started,) = store.start_many([(job_id, False)])
+    store.finish_many([Outcome(started, "failed", 0.01, error="boom", not_before=utcnow())])
+    store.mark_dispatched([job_id], published_at=[published])
+    assert _rows(db, [job_id])[0][0][0] == "failed"  # still waiting for its retry's dispatch
+    store.mark_dispatched([job_id], published_at=[utcnow()])  # the retry's own publish
+    assert _rows(db, [job_id])[0][0][0] == "dispatched"

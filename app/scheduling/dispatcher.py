@@ -32,6 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from dramatiq import Middleware
 
@@ -312,7 +313,7 @@ class Dispatcher:
             for candidate in reversed(chosen):
                 self.queue.unselect(candidate)
             return
-        self._marker.post([c.job_id for c in chosen])
+        self._marker.post(([c.job_id for c in chosen], utcnow()))
         for candidate in chosen:
             self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
             self.unclaimed.add(candidate.job_id)
@@ -323,8 +324,9 @@ class Dispatcher:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _mark(self, batches: list[list[int]]) -> list[None]:
-        self.store.mark_dispatched([job_id for batch in batches for job_id in batch], on=self._marks_on)
+    def _mark(self, batches: list[tuple[list[int], datetime]]) -> list[None]:
+        self.store.mark_dispatched([job_id for ids, _ in batches for job_id in ids],
+                                   published_at=[at for ids, at in batches for _ in ids], on=self._marks_on)
         return [None] * len(batches)
 
     def _refill(self, tenant_id: str, n: int) -> list[Candidate]:

@@ -120,7 +120,7 @@ START = Prepared(
     f"""
     WITH started AS (
         UPDATE jobs SET state = 'running', started_at = $3, attempts = attempts + 1, last_error = NULL,
-            dispatched_at = COALESCE(dispatched_at, $3)
+            dispatched_at = CASE WHEN state IN ('queued', 'failed') THEN $3 ELSE dispatched_at END
         WHERE id = ANY($1)
           AND (state IN ('queued', 'dispatched')
                OR (state = 'failed' AND (not_before IS NULL OR not_before <= $3))
@@ -169,18 +169,17 @@ FINISH = Prepared(
     """,
 )
 
-#: Still waiting (tested on the row being updated, so a start that won the race is kept).
-_WAITING = "(state IN ('queued', 'failed') AND (not_before IS NULL OR not_before <= $2))"
-
-#: After publishing: waiting jobs become ``dispatched`` (see ``Store.mark_dispatched``).
+#: After publishing: waiting jobs not claimed since their publish become ``dispatched``
+#: (see ``Store.mark_dispatched``): ``$2`` holds each job's publish time.
 MARK_DISPATCHED = Prepared(
     "fairq_mark_dispatched",
-    ("bigint[]", "timestamptz"),
+    ("bigint[]", "timestamptz[]"),
     """
-    UPDATE jobs SET
-        state = CASE WHEN {w} THEN 'dispatched' ELSE state END,
-        not_before = CASE WHEN {w} THEN NULL ELSE not_before END,
-        dispatched_at = CASE WHEN {w} OR dispatched_at IS NULL THEN $2 ELSE dispatched_at END
-    WHERE id = ANY($1) AND ({w} OR dispatched_at IS NULL)
-    """.format(w=_WAITING),
+    UPDATE jobs SET state = 'dispatched', not_before = NULL, dispatched_at = v.at
+    FROM unnest($1, $2) AS v(id, at)
+    WHERE jobs.id = v.id
+      AND jobs.state IN ('queued', 'failed')
+      AND (jobs.not_before IS NULL OR jobs.not_before <= v.at)
+      AND (jobs.started_at IS NULL OR jobs.started_at < v.at)
+    """,
 )

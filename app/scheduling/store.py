@@ -302,16 +302,18 @@ class Store:
                 .where(jobs.c.state.in_(("dispatched", "running")))
             )]
 
-    def mark_dispatched(self, job_ids: Sequence[int], *, on: Dedicated | None = None) -> None:
-        """After the broker confirmed their messages: the jobs are dispatched (if still waiting)."""
+    def mark_dispatched(self, job_ids: Sequence[int], *, published_at: Sequence[datetime] | None = None,
+                        on: Dedicated | None = None) -> None:
+        """After the broker confirmed their messages (published at ``published_at``, one time per
+        job; now if not given): the jobs are dispatched, if still waiting and not claimed since."""
         if not job_ids:
             return
-        now = utcnow()
+        times = list(published_at) if published_at is not None else [utcnow()] * len(job_ids)
         if self.db.dialect == "postgresql":
-            self._run(hotpath.MARK_DISPATCHED, (list(job_ids), now), on)
+            self._run(hotpath.MARK_DISPATCHED, (list(job_ids), times), on)
             return
-        with self.db.system() as connection:  # a fast worker may have started one already: keep its state
-            connection.execute(_MARK_DISPATCHED, {"ids": list(job_ids), "now": now})
+        with self.db.system() as connection:
+            connection.execute(_MARK_DISPATCHED, [{"job_id": j, "at": at} for j, at in zip(job_ids, times, strict=True)])
 
     def claimed(self, job_ids: Sequence[int]) -> list[int]:
         """Which of these jobs a worker has claimed (they are running)."""
@@ -438,7 +440,7 @@ _START_MANY = (
         ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery(),
     )
     .values(state="running", started_at=sa.bindparam("now"), attempts=jobs.c.attempts + 1, last_error=None,
-            dispatched_at=sa.func.coalesce(jobs.c.dispatched_at, sa.bindparam("now")))
+            dispatched_at=sa.case((jobs.c.state.in_(DISPATCHABLE), sa.bindparam("now")), else_=jobs.c.dispatched_at))
     .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries,
                jobs.c.enqueued_at)
 )
@@ -465,25 +467,21 @@ _FINISH = (
 )
 
 def _mark_dispatched():
-    """After publishing: waiting jobs become ``dispatched``. The mark runs a moment after the
-    publish, so a fast worker may have started or even finished a job already: its row is left
-    as it is (the gate's start filled in ``dispatched_at``), so most rows of a busy system are
-    not written twice. A job the gate deferred meanwhile (a future ``not_before``) stays queued."""
-    waiting = sa.and_(
-        jobs.c.state.in_(DISPATCHABLE),
-        sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.bindparam("now")),
-    )
+    """After publishing: a waiting job becomes ``dispatched``. The mark runs a moment after the
+    publish (the marks gather for a while), so a worker may have claimed the job since, and it
+    may even have failed and be waiting for its retry: a job whose ``started_at`` is not older
+    than the publish is left alone (so most rows of a busy system are written once, not twice),
+    as is a job the gate deferred meanwhile (its ``not_before`` is later than the publish)."""
+    at = sa.bindparam("at", type_=jobs.c.dispatched_at.type)
     return (
         jobs.update()
-        .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)), sa.or_(waiting, jobs.c.dispatched_at.is_(None)))
-        .values(
-            state=sa.case((waiting, "dispatched"), else_=jobs.c.state),
-            not_before=sa.case((waiting, None), else_=jobs.c.not_before),
-            dispatched_at=sa.case(
-                (sa.or_(waiting, jobs.c.dispatched_at.is_(None)), sa.bindparam("now")),
-                else_=jobs.c.dispatched_at,
-            ),
+        .where(
+            jobs.c.id == sa.bindparam("job_id"),
+            sa.or_(*(jobs.c.state == state for state in DISPATCHABLE)),  # no IN list: run for many rows
+            sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= at),
+            sa.or_(jobs.c.started_at.is_(None), jobs.c.started_at < at),
         )
+        .values(state="dispatched", not_before=None, dispatched_at=at)
     )
 
 
