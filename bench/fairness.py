@@ -359,20 +359,25 @@ def rate_limit(duration: float) -> None:
         (total_n,), = q(f"SELECT count(*) FROM jobs WHERE {window}", d=duration - 2)
         return limited_n / (duration - 2), total_n / (duration - 2)
 
-    limited_rate, total_limited = run("limited")
-    _, total_free = run("default")
+    # two runs of each, alternating: the machine's own drift over a minute is as large as the
+    # 5 % the target allows, so one pair of runs can flip the verdict either way
+    runs = [(plan, *run(plan)) for plan in ("limited", "default", "limited", "default")]
+    limited_rates = [rate for plan, rate, _ in runs if plan == "limited"]
+    with_limit = [total for plan, _, total in runs if plan == "limited"]
+    without = [total for plan, _, total in runs if plan == "default"]
+    total_limited, total_free = sum(with_limit) / len(with_limit), sum(without) / len(without)
     ratio = total_limited / total_free if total_free else float("nan")
-    report(f"4. rate limit 100 jobs/s on one tenant of three, {duration:.0f} s", [
-        ("limited tenant's rate (jobs/s)", f"{limited_rate:8.1f}"),
-        ("total throughput with the limit / without (jobs/s)", f"{total_limited:8.0f} / {total_free:8.0f}"),
-        ("ratio", f"{ratio:8.3f}"),
+    report(f"4. rate limit 100 jobs/s on one tenant of three, {duration:.0f} s, two runs each", [
+        ("limited tenant's rate (jobs/s), each run", " / ".join(f"{r:.1f}" for r in limited_rates)),
+        ("total with the limit, each run (jobs/s)", " / ".join(f"{t:.0f}" for t in with_limit)),
+        ("total without the limit, each run (jobs/s)", " / ".join(f"{t:.0f}" for t in without)),
+        ("ratio of the means", f"{ratio:8.3f}"),
     ], "limited at 100 +- 5 jobs/s; total >= 95 % of the unlimited run",
-        abs(limited_rate - 100) <= 5 and ratio >= 0.95)
+        all(abs(r - 100) <= 5 for r in limited_rates) and ratio >= 0.95)
 
 
 def overhead(n: int) -> None:
-    results = {}
-    for sleep_ms in (SLEEP_MS, 0.0):
+    def pair(sleep_ms: float) -> tuple[float, float]:
         reset()
         tenants({"t": (1, "default")})
         enqueue("t", n, sleep_ms=sleep_ms)
@@ -383,12 +388,19 @@ def overhead(n: int) -> None:
         records = baseline_run([("t", n, "bench.shared")], sleep_ms=sleep_ms)
         rows = records.get("t", [])
         plain_rate = len(rows) / max(1e-9, max(f for _, _, f in rows) - min(s for _, s, _ in rows)) if rows else 0
-        results[sleep_ms] = (fairq_rate, plain_rate)
-    (f2, p2), (f0, p0) = results[SLEEP_MS], results[0.0]
+        return fairq_rate, plain_rate
+
+    # the 2 ms kind (the target) twice, each fairq run next to a plain one: plain Dramatiq's own
+    # rate moved by a third between runs on a machine shared with other work
+    twice = [pair(SLEEP_MS) for _ in range(2)]
+    f2, p2 = (sum(r[i] for r in twice) / len(twice) for i in (0, 1))
+    f0, p0 = pair(0.0)
     report(f"5. overhead: {n:,} jobs, 1 worker process x {THREADS} threads", [
-        ("2 ms jobs: fairq / plain Dramatiq (jobs/s)", f"{f2:8.0f} / {p2:8.0f}   ratio {f2 / p2:.3f}"),
+        *((f"2 ms jobs, pair {i + 1}: fairq / plain Dramatiq (jobs/s)", f"{f:8.0f} / {p:8.0f}   ratio {f / p:.3f}")
+          for i, (f, p) in enumerate(twice)),
+        ("2 ms jobs, the means: fairq / plain Dramatiq (jobs/s)", f"{f2:8.0f} / {p2:8.0f}   ratio {f2 / p2:.3f}"),
         ("no-op jobs: fairq / plain Dramatiq (jobs/s)", f"{f0:8.0f} / {p0:8.0f}   ratio {f0 / p0:.3f}"),
-    ], "2 ms ratio >= 0.8", f2 / p2 >= 0.8)
+    ], "2 ms ratio (of the means) >= 0.8", f2 / p2 >= 0.8)
 
 
 def scale(jobs: int) -> None:
