@@ -371,3 +371,17 @@ def test_a_late_mark_leaves_a_job_claimed_since_its_publish_alone(side):
     assert _rows(db, [job_id])[0][0][0] == "failed"  # still waiting for its retry's dispatch
     store.mark_dispatched([job_id], published_at=[utcnow()])  # the retry's own publish
     assert _rows(db, [job_id])[0][0][0] == "dispatched"
+
+
+def test_the_marks_other_states_are_every_state_but_the_waiting_ones():
+    """MARK_DISPATCHED names the states a job must not be in (see its comment): with a new state
+    added to the check constraint and not there, such jobs would be marked ``dispatched``."""
+    import re
+
+    from app.scheduling import hotpath
+    from app.scheduling.store import DISPATCHABLE
+
+    (check,) = [c for c in Job.__table__.constraints if isinstance(c, sa.CheckConstraint)]
+    every = set(re.findall(r"'(\w+)'", str(check.sqltext)))
+    others = set(re.findall(r"'(\w+)'", hotpath.MARK_DISPATCHED.sql.split("NOT IN", 1)[1].split(")", 1)[0]))
+    assert others == every - set(DISPATCHABLE) and len(every) == 7

@@ -170,15 +170,19 @@ FINISH = Prepared(
 )
 
 #: After publishing: waiting jobs not claimed since their publish become ``dispatched``
-#: (see ``Store.mark_dispatched``): ``$2`` holds each job's publish time.
+#: (see ``Store.mark_dispatched``): ``$2`` holds each job's publish time. The jobs are found by
+#: id (``= ANY``), and "waiting" is written as "in none of the other states": written as
+#: ``state IN ('queued', 'failed')`` it matches the predicate of ``ix_jobs_dispatchable``, and
+#: the planner walked that index — every queued job — to join the few ids (measured: the
+#: database's CPU per job tripled with 20,000 jobs queued).
 MARK_DISPATCHED = Prepared(
     "fairq_mark_dispatched",
     ("bigint[]", "timestamptz[]"),
     """
     UPDATE jobs SET state = 'dispatched', not_before = NULL, dispatched_at = v.at
     FROM unnest($1, $2) AS v(id, at)
-    WHERE jobs.id = v.id
-      AND jobs.state IN ('queued', 'failed')
+    WHERE jobs.id = ANY($1) AND jobs.id = v.id
+      AND jobs.state NOT IN ('dispatched', 'running', 'succeeded', 'dead', 'cancelled')
       AND (jobs.not_before IS NULL OR jobs.not_before <= v.at)
       AND (jobs.started_at IS NULL OR jobs.started_at < v.at)
     """,

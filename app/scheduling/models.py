@@ -30,7 +30,11 @@ class Job(TenantScoped, Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        sa.UniqueConstraint("tenant_id", "idempotency_key"),
+        # only the jobs that have a key (migration 0011): most have none, and every write of a job
+        # adds an entry to each index that holds it
+        sa.Index("uq_jobs_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True,
+                 postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+                 sqlite_where=sa.text("idempotency_key IS NOT NULL")),
         sa.CheckConstraint(
             "state IN ('queued', 'dispatched', 'running', 'succeeded', 'failed', 'dead', 'cancelled')",
             name="state",
