@@ -101,6 +101,15 @@ def wait_done(condition_sql: str, timeout: float = 600, **params) -> None:
     raise TimeoutError(condition_sql)
 
 
+def wait_for_rows(condition_sql: str, timeout: float = 120) -> None:
+    """Wait until some job matches the condition."""
+    deadline = time.monotonic() + timeout
+    while not q(f"SELECT EXISTS (SELECT 1 FROM jobs WHERE {condition_sql})")[0][0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(condition_sql)
+        time.sleep(0.1)
+
+
 def waits(tenant_id: str) -> list[float]:
     rows = q("SELECT extract(epoch FROM started_at - enqueued_at) FROM jobs WHERE tenant_id = :t "
              "AND started_at IS NOT NULL", t=tenant_id)
@@ -236,6 +245,9 @@ def noisy_neighbour(backlog: int, crowd: int, crowd_rate: float = 100.0) -> None
     tenants({t: (1, "default") for t in ["a", "b", *others]})
     enqueue("a", backlog)
     worker = start_worker()
+    # the crowd starts once the worker runs A's jobs (jobs sent while no worker is up wait for it,
+    # and B would then wait behind the crowd's pile-up, not behind A)
+    wait_for_rows("tenant_id = 'a' AND state = 'succeeded'")
     with Trickle(others, crowd_rate) if others else contextlib.nullcontext() as trickle:
         time.sleep(4)  # A's backlog is being worked on (and the crowd is active)
         enqueue("b", 50)
