@@ -1,5 +1,6 @@
 """The dispatcher on the embedded path, step by step: a fake publisher, SQLite, a fake clock."""
 import pytest
+import sqlalchemy as sa
 
 import app.tasks  # noqa: F401  (the job kinds)
 
@@ -154,3 +155,64 @@ def test_the_window_holds_jobs_waiting_in_the_broker_not_running_ones(embedded):
     dispatcher._sweep()
     assert len(dispatcher.unclaimed) == 4
     assert dispatcher.step() == 2
+
+
+class SlowPublisher(FakePublisher):
+    """A pipelined publisher whose commits wait for the test (and can fail)."""
+
+    pipelined = True
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.calls = []
+        self.gate = threading.Event()
+        self.fail = False
+
+    def publish(self, messages):
+        self.gate.wait(10)
+        self.calls.append(len(messages))
+        if self.fail:
+            raise ConnectionError("the broker went away")
+        super().publish(messages)
+
+
+def test_batches_chosen_during_a_slow_commit_go_out_together_and_a_failed_one_is_taken_back(embedded):
+    from app.scheduling.models import Job
+    from tests.helpers import wait_for
+
+    settings, db = embedded
+    with system_session(db=db) as session:
+        session.add(Tenant(id="a", name="a"))
+    publisher = SlowPublisher()
+    dispatcher = Dispatcher(None, settings, store=Store(db), publisher=publisher, buckets=MemoryBuckets(),
+                            leadership=LocalLeadership())
+    add_jobs(settings, db, "a", 20)
+    dispatcher.become_leader()
+    assert dispatcher.step() == 6  # handed to the publishing thread, which waits: this one goes on
+    assert publisher.sent == [] and len(dispatcher.unclaimed) == 6
+    store = Store(db)
+    first_six = [job_id for job_id in dispatcher.in_flight]
+    store.start_many([(job_id, False) for job_id in first_six[:4]])  # a worker claimed four (say)
+    assert dispatcher.step() == 4  # room for four more, chosen while the first commit still waits
+    publisher.gate.set()
+    wait_for(lambda: len(publisher.sent) == 10, timeout=10)
+    assert publisher.calls in ([6, 4], [10])  # the second batch in the next commit (or with the first)
+    wait_for(lambda: (dispatcher._settle(), not dispatcher._sending)[1], timeout=10)
+    dispatcher._marker.drain(5)
+    with system_session(db=db) as session:
+        states = dict(session.execute(sa.select(Job.id, Job.state).where(Job.id.in_(publisher.sent))).all())
+    assert sorted(states.values()).count("dispatched") == 6 and sorted(states.values()).count("running") == 4
+
+    publisher.fail = True
+    store.start_many([(job_id, False) for job_id in publisher.sent[4:10]])  # room for six
+    assert dispatcher.step() == 6
+    failed = set(dispatcher.in_flight) - set(publisher.sent)
+    wait_for(lambda: dispatcher._sending and dispatcher._sending[0][0].done.is_set(), timeout=10)
+    dispatcher._settle()
+    assert not failed & set(dispatcher.in_flight) and not failed & dispatcher.unclaimed  # taken back
+    publisher.fail = False
+    assert dispatcher.step() == 6  # and chosen again
+    wait_for(lambda: failed <= set(publisher.sent), timeout=10)
+    dispatcher.stop()

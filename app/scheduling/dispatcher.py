@@ -43,7 +43,7 @@ from app.quota import LimiterUnavailable, TakeRequest, make_buckets
 from app.quota.buckets import BucketSpec
 from app.quota.plans import limits_for, plan_for
 from app.scheduling import signals
-from app.scheduling.batcher import GroupCommit
+from app.scheduling.batcher import GroupCommit, Ticket
 from app.scheduling.fairness import Candidate, FairQueue
 from app.scheduling.hotpath import Dedicated
 from app.scheduling.kinds import JOBS_QUEUE, kinds
@@ -138,6 +138,10 @@ class Dispatcher:
         # marking jobs dispatched is off the critical path: the gate admits a job either way
         self._marks_on = Dedicated(self.store.db, name="fairq-dispatch-mark")
         self._marker = GroupCommit(self._mark, name="fairq-dispatch-mark", linger=MARK_LINGER)
+        #: on RabbitMQ, batches are published by a thread of their own (see :meth:`_publish`)
+        self._sender = (GroupCommit(self._send, name="fairq-dispatch-publish")
+                        if getattr(self.publisher, "pipelined", False) else None)
+        self._sending: list[tuple[Ticket, list[Candidate], datetime]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -150,6 +154,9 @@ class Dispatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._sender is not None:
+            self._sender.drain(timeout)
+            self._settle()
         self.leadership.release()
         self.publisher.close()
         self._marker.drain(5.0)
@@ -188,6 +195,9 @@ class Dispatcher:
     def become_leader(self) -> None:
         """Load what the previous leader knew: tenants, jobs in flight, the backlog."""
         logger.info("this process now leads dispatching (window %d)", self.window)
+        if self._sender is not None:  # batches of an earlier leadership: settled before starting over
+            self._sender.drain(30.0)
+            self._settle()
         self.in_flight.clear()
         self.unclaimed.clear()
         self._refresh_tenants(force=True)
@@ -206,6 +216,7 @@ class Dispatcher:
 
     def step(self) -> int:
         """One round; returns how many jobs were dispatched."""
+        self._settle()
         full = len(self.unclaimed) >= self.window
         for news in self.leadership.wait_for_news(FULL_WAIT if full else IDLE_WAIT):
             if news == signals.COMPANION_UP:
@@ -298,6 +309,11 @@ class Dispatcher:
         return [c for c in chosen if c.job_id not in refused]
 
     def _publish(self, chosen: list[Candidate]) -> None:
+        """Send the chosen jobs. Through a pipelined publisher (RabbitMQ) the batch goes to the
+        publishing thread and this thread goes on: the jobs count in flight (and in the window)
+        at once, and :meth:`_settle` marks them or, should the publish fail, takes them back.
+        Batches chosen while one is being committed go out together in the next transaction,
+        so a slow commit makes batches larger, not dispatching slower."""
         by_kind = kinds()
         messages = []
         for candidate in chosen:
@@ -306,17 +322,45 @@ class Dispatcher:
             if queue and queue != JOBS_QUEUE:
                 message = message.copy(queue_name=queue)
             messages.append(message)
+        for candidate in chosen:
+            self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
+            self.unclaimed.add(candidate.job_id)
+        if self._sender is not None:
+            self._sending.append((self._sender.request(messages), chosen, utcnow()))
+            return
         try:
             self.publisher.publish(messages)
         except Exception:
             logger.exception("publishing %d jobs failed; they stay queued", len(messages))
-            for candidate in reversed(chosen):
-                self.queue.unselect(candidate)
+            self._take_back(chosen)
             return
-        self._marker.post(([c.job_id for c in chosen], utcnow()))
+        self._sent(chosen, utcnow())
+
+    def _send(self, batches: list[list]) -> list[None]:
+        """The publishing thread: every batch waiting, in one transaction."""
+        self.publisher.publish([message for batch in batches for message in batch])
+        return [None] * len(batches)
+
+    def _settle(self) -> None:
+        """Batches the publishing thread is done with, in order: marked, or taken back if they failed."""
+        while self._sending and self._sending[0][0].done.is_set():
+            ticket, chosen, published_at = self._sending.pop(0)
+            if ticket.error is not None:
+                logger.error("publishing %d jobs failed (%r); they stay queued", len(chosen), ticket.error)
+                self._take_back(chosen)
+            else:
+                self._sent(chosen, published_at)
+
+    def _take_back(self, chosen: list[Candidate]) -> None:
+        for candidate in reversed(chosen):
+            self.in_flight.pop(candidate.job_id, None)
+            self.unclaimed.discard(candidate.job_id)
+            self.queue.unselect(candidate)
+
+    def _sent(self, chosen: list[Candidate], published_at: datetime) -> None:
+        """The broker has the jobs: mark them (see :data:`MARK_LINGER`)."""
+        self._marker.post(([c.job_id for c in chosen], published_at))
         for candidate in chosen:
-            self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
-            self.unclaimed.add(candidate.job_id)
             logger.info("job %s dispatched", candidate.job_id, extra={
                 "job_id": candidate.job_id, "tenant_id": candidate.tenant_id, "kind": candidate.kind,
                 "state": "dispatched"})

@@ -43,7 +43,14 @@ class Publisher:
 
 
 class RabbitmqTxPublisher(Publisher):
-    """Publishes a batch in one AMQP transaction on a dedicated connection."""
+    """Publishes a batch in one AMQP transaction on a dedicated connection.
+
+    Used from one thread only (pika's connections are not thread-safe): the dispatcher's
+    publishing thread, as ``pipelined`` asks.
+    """
+
+    #: the dispatcher hands batches to a thread of its own rather than waiting for each commit
+    pipelined = True
 
     def __init__(self, broker: RabbitmqBroker) -> None:
         super().__init__(broker)
