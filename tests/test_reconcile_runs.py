@@ -169,3 +169,19 @@ def test_a_run_that_reports_progress_and_checks_for_cancellation_between_every_p
     assert time.monotonic() - started < 5  # never waits out the busy timeout
     with tenant_session(t) as session:
         assert session.get(Job, job_id).progress_done is not None
+
+
+def test_a_runs_new_breaks_take_their_ids_in_the_byte_order_of_their_keys(backend):
+    # Given missing rows whose txn ids sort differently as a whole key than column by column
+    # ('A-1' < 'A|' byte by byte, where 'A' < 'A-1'), in an order unlike either
+    t = tenant()
+    for txn_id in ("b", "A-1", "A", "a"):
+        add(t, "internal", txn_id, "5.00", reference=RRN(len(txn_id) * 10 + ord(txn_id[-1])))
+    add(t, "external", "Z", "6.00", reference=RRN(99))
+    # When one run writes them
+    reconcile(t)
+    # Then their ids follow their break keys, byte by byte, on either database
+    keys = [b.break_key for b in breaks(t)]
+    assert keys == sorted(keys, key=lambda k: k.encode())
+    assert keys == ["UPI|missing_external|A-1|", "UPI|missing_external|A|", "UPI|missing_external|a|",
+                    "UPI|missing_external|b|", "UPI|missing_internal||Z"]

@@ -121,14 +121,14 @@ class Breaks(Statements):
                + ", ".join(f"{c} = {values[c]}" for c in CARRIED)
                + f", updated_at = :now FROM rc_res r WHERE {breaks} AND reconciliations.tenant_id = :tenant "
                f"AND reconciliations.break_key = {self.break_key()} AND ({changed})")
-        order = ", ".join(d.bytewise(text) for text in ("r.outcome", "coalesce(r.ix, '')", "coalesce(r.ex, '')"))
         self.x(
             "INSERT INTO reconciliations (tenant_id, break_key, source, mismatch_type, internal_txn_id, "
             f"external_txn_id, {', '.join(CARRIED)}, status, run_id, first_run_id, created_at, updated_at) "
             f"SELECT :tenant, {self.break_key()}, :source, r.outcome, r.ix, r.ex, "
             f"{', '.join(values[c] for c in CARRIED)}, 'new', :run, :run, :now, :now "
-            # sorted before the notes are made (a sort of narrower rows), byte by byte (no locale rules)
-            f"FROM (SELECT * FROM rc_res r WHERE {breaks} ORDER BY {order}) r "
+            # sorted before the notes are made (a sort of narrower rows), in the unique index's order:
+            # on the one key, byte by byte (no locale rules); the ids follow it on every database
+            f"FROM (SELECT * FROM rc_res r WHERE {breaks} ORDER BY {d.bytewise(self.break_key())}) r "
             "WHERE NOT EXISTS (SELECT 1 FROM reconciliations b WHERE b.tenant_id = :tenant "
             f"AND b.break_key = {self.break_key()})"
         )

@@ -24,25 +24,27 @@ class Pairing(Statements):
         with its outcome (columns :data:`RC_J`).
 
         A hash aggregation over both ledgers at once (a full outer join by grouping: a key with
-        no row on one side has a count of 0 there); for a key held once per side the ``min()``
-        of each column is that row's value. The outcome is worked out from the aggregates in the
-        same statement level, so that it is worked out once a key. ``half`` (0 or 1, PostgreSQL)
-        keeps the keys of that half of the key space only.
+        no row on one side has no ``min(id)`` there); for a key held once per side the ``min()``
+        of each column is that row's value. One ``count(*)`` with no ``FILTER`` tells a key held
+        more than once on a side: more rows than sides with a row (a count per side evaluated the
+        side's test twice more a row). The outcome is worked out from the aggregates in the same
+        statement level, so that it is worked out once a key.
+        ``half`` (0 or 1, PostgreSQL) keeps the keys of that half of the key space only.
         """
         d = self.d
         column = self.key.column
         values = {"k": column}
         for ledger, s in (("internal", "i"), ("external", "e")):
             only = f"FILTER (WHERE ledger = '{ledger}')"
-            values.update({f"n{s}": f"count(*) {only}", f"{s}id": f"min(id) {only}", f"{s}c": d.cents(f"min(amount) {only}"),
+            values.update({f"{s}id": f"min(id) {only}", f"{s}c": d.cents(f"min(amount) {only}"),
                            f"{s}st": f"{d.smallest_text('status')} {only}", f"{s}t": f"min(txn_time) {only}"})
         internal = {name: values[f"i{name}"] for name in ("c", "st", "t")}
         external = {name: values[f"e{name}"] for name in ("c", "st", "t")}
-        n_i, n_e = values["ni"], values["ne"]
+        alone = f"{values['iid']} IS NULL OR {values['eid']} IS NULL"
         values["outcome"] = (
             # a key held more than once goes to the ties phase even with no row on the other side:
             # only one row of a side (its min(id)) goes on as ``left``
-            f"CASE WHEN {n_i} > 1 OR {n_e} > 1 THEN 'multi' WHEN {n_i} = 0 OR {n_e} = 0 THEN 'left' "
+            f"CASE WHEN count(*) > 2 OR (count(*) = 2 AND ({alone})) THEN 'multi' WHEN {alone} THEN 'left' "
             f"WHEN {self.window_fails(self.key, internal, external)} THEN 'split' "
             f"ELSE {self.classify(internal, external)} END"
         )
