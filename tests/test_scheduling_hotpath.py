@@ -157,6 +157,24 @@ def _capture(errors, action):
         errors.append(exc)
 
 
+def _start_worker(*, threads: int) -> subprocess.Popen:
+    """``dramatiq app.tasks`` with one process, in a session of its own."""
+    return subprocess.Popen(["dramatiq", "app.tasks", "--processes", "1", "--threads", str(threads)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop_worker(worker: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM the command (it passes it on to its group; a second one would kill) and check it
+    stopped cleanly (SIGKILL for the group if it did not stop in time)."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert worker.returncode == 0
+
+
 def _leader(settings):
     """The application name of the connection holding the dispatcher's lock, if any."""
     from app.db import get_owner_db
@@ -173,10 +191,7 @@ def test_the_companion_leads_and_a_worker_thread_takes_over_when_it_dies(client,
     from tests.test_scheduling_e2e import enqueue, states
 
     a = sign_up(client, "acme")
-    worker = subprocess.Popen(
-        ["dramatiq", "app.tasks", "--processes", "1", "--threads", "2"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    worker = _start_worker(threads=2)
     try:
         wait_for(lambda: (_leader(fast_retries) or "").startswith("fairq-dispatcher-companion:"), timeout=60)
         companion = int(_leader(fast_retries).rsplit(":", 1)[1])
@@ -188,13 +203,7 @@ def test_the_companion_leads_and_a_worker_thread_takes_over_when_it_dies(client,
         second = enqueue(client, a)
         wait_for(lambda: states([second])[second] == "succeeded", timeout=30)
     finally:
-        worker.send_signal(signal.SIGTERM)  # the command passes it on (to its group, a second one kills)
-        try:
-            worker.wait(30)
-        finally:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
-    assert worker.returncode == 0
+        _stop_worker(worker)
     assert _leader(fast_retries) is None  # nothing left holding the lock
 
 
@@ -233,10 +242,7 @@ def test_a_stopping_worker_writes_the_outcomes_it_queued(fast_retries, db, clien
 
     a = sign_up(client, "acme")
     ids = [enqueue(client, a, {"sleep_ms": 20}) for _ in range(200)]  # about a second of work
-    worker = subprocess.Popen(
-        ["dramatiq", "app.tasks", "--processes", "1", "--threads", "4"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    worker = _start_worker(threads=4)
     try:
         wait_for(lambda: "succeeded" in states(ids).values(), timeout=60)
         with get_owner_db(fast_retries).engine.connect() as blocker:
@@ -268,21 +274,7 @@ def test_a_message_is_claimed_as_it_arrives_and_given_back_if_it_never_ran(fast_
     from tests.test_scheduling_e2e import enqueue, states
 
     a = sign_up(client, "acme")
-
-    def start():
-        return subprocess.Popen(["dramatiq", "app.tasks", "--processes", "1", "--threads", "1"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def stop(worker):
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        finally:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
-        assert worker.returncode == 0
-
-    worker = start()
+    worker = _start_worker(threads=1)
     try:
         long, short = enqueue(client, a, {"sleep_ms": 2000}), enqueue(client, a)
         wait_for(lambda: states([long, short]) == {long: "running", short: "running"}, timeout=60)
@@ -295,16 +287,16 @@ def test_a_message_is_claimed_as_it_arrives_and_given_back_if_it_never_ran(fast_
         long, waiting = enqueue(client, a, {"sleep_ms": 3000}), enqueue(client, a)
         wait_for(lambda: states([long, waiting]) == {long: "running", waiting: "running"}, timeout=30)
     finally:
-        stop(worker)
+        _stop_worker(worker)
     assert states([long, waiting]) == {long: "succeeded", waiting: "dispatched"}
     given_back = _job(waiting)
     assert given_back.attempts == 0 and given_back.started_at is None
 
-    worker = start()
+    worker = _start_worker(threads=1)
     try:
         wait_for(lambda: states([waiting])[waiting] == "succeeded", timeout=60)
     finally:
-        stop(worker)
+        _stop_worker(worker)
     assert _job(waiting).attempts == 1
 
 
