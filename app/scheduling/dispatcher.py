@@ -82,8 +82,8 @@ DUE_CHECK = 0.25
 SHARE_PUBLISH = 1.0
 #: Seconds between a worker thread's checks for a dispatcher companion (it defers to one).
 COMPANION_CHECK = 2.0
-#: Seconds the ``dispatched`` marks gather before they are written. A job a worker claims first
-#: (most of them, on a busy system) is not written again: its claim filled ``dispatched_at`` in.
+#: Seconds the ``dispatched`` marks gather before they are written. A job a worker claimed since
+#: its publish (most of them, on a busy system) is not written again (see ``Store.mark_dispatched``).
 MARK_LINGER = 0.1
 
 
@@ -322,7 +322,6 @@ class Dispatcher:
             if queue and queue != JOBS_QUEUE:
                 message = message.copy(queue_name=queue)
             messages.append(message)
-        for candidate in chosen:
             self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
             self.unclaimed.add(candidate.job_id)
         if self._sender is not None:
@@ -407,10 +406,10 @@ class Dispatcher:
         self._swept_at = time.monotonic()
         settled = time.monotonic() - SWEEP
         old = [job_id for job_id, flight in self.in_flight.items() if flight.since < settled]
-        for done in self.store.finished(old):
+        finished, claimed = self.store.settled(old)
+        for done in finished:
             self._ended(done.job_id, done.run_seconds)
-        # claims whose news was lost (a notification missed while reconnecting, say)
-        self.unclaimed.difference_update(self.store.claimed([j for j in old if j in self.unclaimed]))
+        self.unclaimed -= claimed  # claims whose news was lost (a notification missed while reconnecting, say)
 
     def _publish_shares(self) -> None:
         """Each tenant's share of worker time in the window beside its entitlement (metrics)."""

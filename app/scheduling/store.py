@@ -315,20 +315,15 @@ class Store:
         with self.db.system() as connection:
             connection.execute(_MARK_DISPATCHED, [{"job_id": j, "at": at} for j, at in zip(job_ids, times, strict=True)])
 
-    def claimed(self, job_ids: Sequence[int]) -> list[int]:
-        """Which of these jobs a worker has claimed (they are running)."""
+    def settled(self, job_ids: Sequence[int]) -> tuple[list[Finished], set[int]]:
+        """Of these in-flight jobs, in one query: those no longer in flight, and those a worker
+        has claimed (running)."""
         if not job_ids:
-            return []
+            return [], set()
         with self.db.system() as connection:
-            return list(connection.scalars(_RUNNING, {"ids": list(job_ids)}))
-
-    def finished(self, job_ids: Sequence[int]) -> list[Finished]:
-        """Which of these in-flight jobs are no longer in flight."""
-        if not job_ids:
-            return []
-        with self.db.system() as connection:
-            rows = connection.execute(_FINISHED, {"ids": list(job_ids)}).all()
-        return [Finished(*row) for row in rows]
+            rows = connection.execute(_SETTLED, {"ids": list(job_ids)}).all()
+        finished = [Finished(*row) for row in rows if row[3] != "running"]
+        return finished, {row[0] for row in rows if row[3] == "running"}
 
     def lost(self, *, lease_seconds: float, time_limits: dict[str, float]) -> list[int]:
         """Put back in the queue jobs dispatched or running past their lease (lost message, dead worker).
@@ -487,10 +482,8 @@ def _mark_dispatched():
 
 _MARK_DISPATCHED = _mark_dispatched()
 
-_RUNNING = sa.select(jobs.c.id).where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state == "running")
-
-_FINISHED = sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state, jobs.c.run_seconds).where(
-    jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state.not_in(("dispatched", "running"))
+_SETTLED = sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.state, jobs.c.run_seconds).where(
+    jobs.c.id.in_(sa.bindparam("ids", expanding=True)), jobs.c.state != "dispatched"
 )
 
 
