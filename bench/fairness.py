@@ -90,12 +90,15 @@ def start_worker(module: str = "app.tasks", extra_env: dict | None = None) -> su
 
 
 def wait_done(condition_sql: str, timeout: float = 600, **params) -> None:
-    """Wait until no job matching the condition is unfinished."""
+    """Wait until no job matching the condition is unfinished.
+
+    Asks whether one is left (through the index of unfinished jobs), not how many: a count of a
+    20,000-job table every 0.1 s took 10 ms of the database's CPU each, ~10 % of a core that the
+    run being measured did not have (plain Dramatiq's runs have no such poll)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        left = q(f"SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded','dead','cancelled') AND {condition_sql}",
-                 **params)[0][0]
-        if left == 0:
+        if not q(f"SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'failed', 'dispatched', 'running') "
+                 f"AND {condition_sql})", **params)[0][0]:
             return
         time.sleep(0.1)
     raise TimeoutError(condition_sql)

@@ -365,15 +365,68 @@ def test_a_late_mark_leaves_a_job_claimed_since_its_publish_alone(side):
     assert _rows(db, [job_id])[0][0][0] == "dispatched"
 
 
-def test_the_marks_other_states_are_every_state_but_the_waiting_ones():
-    """MARK_DISPATCHED names the states a job must not be in (see its comment): with a new state
-    added to the check constraint and not there, such jobs would be marked ``dispatched``."""
+def test_the_states_the_hot_statements_name_are_every_state_of_the_check_constraint():
+    """``hotpath.state_in`` writes "in these states" as "in none of the others": a state added to
+    the check constraint and not to ``STATES`` would pass its tests."""
     import re
 
-    from app.scheduling import hotpath
-    from app.scheduling.store import DISPATCHABLE
+    from app.scheduling.models import STATES
 
     (check,) = [c for c in Job.__table__.constraints if isinstance(c, sa.CheckConstraint)]
-    every = set(re.findall(r"'(\w+)'", str(check.sqltext)))
-    others = set(re.findall(r"'(\w+)'", hotpath.MARK_DISPATCHED.sql.split("NOT IN", 1)[1].split(")", 1)[0]))
-    assert others == every - set(DISPATCHABLE) and len(every) == 7
+    assert set(re.findall(r"'(\w+)'", str(check.sqltext))) == set(STATES) and len(STATES) == 7
+
+
+def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(settings, db):
+    """With the statistics taken when no job was running or waiting (most jobs finished), a test
+    of the state that matches a partial index's predicate made PostgreSQL walk that index —
+    every entry left by the jobs that ever were in the state — instead of finding the batch's
+    jobs by id. Each statement's generic plan (a prepared statement's after five runs) must
+    reach ``jobs`` through its primary key."""
+    from sqlalchemy.engine import make_url
+
+    from app.db import get_owner_db
+    from app.scheduling import hotpath
+
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    ids = _jobs(settings, db, "acme", 1)
+    owner = get_owner_db(settings).engine
+    with owner.begin() as connection:  # a table too large to scan whole, every job finished
+        connection.execute(sa.text(
+            "INSERT INTO jobs (tenant_id, kind, state, priority, payload, attempts, max_retries, enqueued_at, "
+            "run_seconds, cancel_requested) SELECT tenant_id, kind, 'succeeded', priority, payload, 1, max_retries, "
+            "enqueued_at, 0.01, false FROM jobs, generate_series(1, 20000)"))
+        connection.execute(sa.text("UPDATE jobs SET state = 'succeeded'"))
+    with owner.connect() as connection:
+        connection.execute(sa.text("ANALYZE jobs"))
+    assert make_url(settings.database_url).get_backend_name() == "postgresql"
+    connection = db.system_engine.raw_connection()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            for statement in (hotpath.START, hotpath.FINISH, hotpath.MARK_DISPATCHED):
+                cursor.execute(statement.prepare)
+                nulls = ", ".join(f"NULL::{t}" for t in statement.types)
+                cursor.execute(f"EXPLAIN EXECUTE {statement.name} ({nulls})")
+                lines = [row[0] for row in cursor.fetchall()]
+                assert _jobs_found_by_id(lines), "\n".join(lines)
+    finally:
+        connection.rollback()
+        connection.close()
+    assert ids
+
+
+def _jobs_found_by_id(plan: list[str]) -> bool:
+    """Whether every scan of ``jobs`` in an EXPLAIN's lines goes through an index by the ids."""
+    import re
+
+    scans = 0
+    for number, line in enumerate(plan):
+        if re.search(r"Seq Scan on jobs\b", line):
+            return False
+        if re.search(r"Index (Only )?Scan (using|on) (pk_jobs|ix_jobs_\w+|uq_jobs_\w+)", line):
+            scans += 1
+            condition = plan[number + 1] if number + 1 < len(plan) else ""
+            if "Index Cond" not in condition or "id = ANY" not in condition:
+                return False
+    return scans > 0

@@ -24,6 +24,7 @@ from typing import Any
 
 from app.db import Database
 from app.scheduling import signals
+from app.scheduling.models import STATES
 
 __all__ = ["Dedicated", "Prepared", "START", "FINISH", "MARK_DISPATCHED"]
 
@@ -112,6 +113,23 @@ class Dedicated:
                 logger.debug("closing %s's connection failed", self.name, exc_info=True)
 
 
+def state_in(*wanted: str) -> str:
+    """A test that a job is in one of the ``wanted`` states, written as "in none of the others".
+
+    The statements below find their jobs by id (``= ANY``). A plain ``state = 'running'``
+    beside that matches the predicate of a partial index on the state (``ix_jobs_state_id``,
+    ``ix_jobs_dispatchable``), and when the statistics say few jobs are in that state the
+    planner walks the index instead — every entry left there by the jobs that ever were in it,
+    until vacuum. Measured: the outcome statement took 2.9 ms a batch (of 8) instead of well
+    under one with 20,000 jobs run, and the mark's database CPU per job tripled. No partial
+    index predicate follows from ``NOT IN``, so the jobs are found by their ids.
+    """
+    unknown = set(wanted) - set(STATES)
+    assert not unknown, f"not states: {unknown}"
+    others = ", ".join(f"'{state}'" for state in STATES if state not in wanted)
+    return f"jobs.state NOT IN ({others})"
+
+
 #: The gate's start: jobs that may run now become ``running``, and the dispatcher hears which
 #: (see ``Store.start_many``; the notification is sent only when a job was claimed).
 START = Prepared(
@@ -153,7 +171,7 @@ FINISH = Prepared(
             started_at = COALESCE(v.began_at, jobs.started_at)
         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
             AS v(id, state, finished_at, run_seconds, last_error, result, not_before, began_at)
-        WHERE jobs.id = v.id AND jobs.state = 'running'
+        WHERE jobs.id = ANY($1) AND jobs.id = v.id AND {state_in('running')}
         RETURNING jobs.id
     ), metered AS (
         INSERT INTO usage_daily (tenant_id, day, kind, jobs, run_seconds, rows, messages, failures)
@@ -171,18 +189,15 @@ FINISH = Prepared(
 
 #: After publishing: waiting jobs not claimed since their publish become ``dispatched``
 #: (see ``Store.mark_dispatched``): ``$2`` holds each job's publish time. The jobs are found by
-#: id (``= ANY``), and "waiting" is written as "in none of the other states": written as
-#: ``state IN ('queued', 'failed')`` it matches the predicate of ``ix_jobs_dispatchable``, and
-#: the planner walked that index — every queued job — to join the few ids (measured: the
-#: database's CPU per job tripled with 20,000 jobs queued).
+#: id (see :func:`state_in`).
 MARK_DISPATCHED = Prepared(
     "fairq_mark_dispatched",
     ("bigint[]", "timestamptz[]"),
-    """
+    f"""
     UPDATE jobs SET state = 'dispatched', not_before = NULL, dispatched_at = v.at
     FROM unnest($1, $2) AS v(id, at)
     WHERE jobs.id = ANY($1) AND jobs.id = v.id
-      AND jobs.state NOT IN ('dispatched', 'running', 'succeeded', 'dead', 'cancelled')
+      AND {state_in('queued', 'failed')}
       AND (jobs.not_before IS NULL OR jobs.not_before <= v.at)
       AND (jobs.started_at IS NULL OR jobs.started_at < v.at)
     """,
