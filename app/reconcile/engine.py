@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 #: The phases, for progress reports.
 PHASES = ("main key", "ties", "further keys", "fallback", "settlements", "unmatched", "breaks")
 #: Every table a run makes.
-TEMP_TABLES = ("rc_j", "rc_x", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
+TEMP_TABLES = ("rc_j", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
                "rc_cu", "rc_amb", "rc_g")
 
 
