@@ -84,11 +84,14 @@ class _Run(Pairing, Breaks):
         self.on_phase(len(phases), PHASES[-1])
         started = time.perf_counter()
         outcome = self.outcome()
-        self.write_breaks()
+        # new: first found, or found again after it was resolved, by this run (as written)
+        new = self.write_breaks()
         resolved = self.resolve_unseen()
-        # new: first found, or found again after it was resolved, by this run
-        new = self.x("SELECT count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
-                     "AND status = 'new'").scalar()
+        if self.p.stored_before:
+            # an earlier attempt of this run stored breaks under its id: those found again as they
+            # were are not written again, so the table counts them
+            new = self.x("SELECT count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
+                         "AND status = 'new'").scalar()
         found = sum(outcome.counts.get(name, 0) for name in BREAKS)
         outcome.lifecycle = {"new": new, "persisting": found - new, "resolved": resolved}
         logger.debug("phase %s: %.3f s", PHASES[-1], time.perf_counter() - started)
