@@ -2,7 +2,7 @@
 import time
 from datetime import date
 
-from tests.test_reconcile_support import RRN, add, at, backend, both, breaks, kinds, reconcile, tenant  # noqa: F401
+from tests.test_reconcile_support import LATER, RRN, add, at, backend, both, breaks, kinds, reconcile, tenant  # noqa: F401
 
 
 def snapshot(tenant_id: str = "acme") -> list[tuple]:
@@ -40,6 +40,24 @@ def test_rerunning_a_period_keeps_one_row_per_break_new_then_persisting_then_res
     reconcile(t)
     assert [b.status for b in breaks(t, internal_txn_id="MI1-AGAIN")] == ["new"]
 
+
+def test_the_new_breaks_a_run_counts_include_those_found_again_after_they_were_resolved(backend):
+    from app.reconcile import service
+    from app.settings import get_settings
+
+    t = tenant()
+    add(t, "internal", "MI1", "5.00", reference=RRN(1))
+    add(t, "internal", "AM1", "10.00", reference=RRN(3))
+    add(t, "external", "AM1", "11.00", reference=RRN(3))
+    assert reconcile(t)[1]["lifecycle"] == {"new": 2, "persisting": 0, "resolved": 0}
+    # Given the amount mismatch resolved by a wider tolerance
+    assert reconcile(t, tolerance="5.00")[1]["lifecycle"] == {"new": 0, "persisting": 1, "resolved": 1}
+    # When a run finds it again, Then it is new again, and counted so
+    run_id, summary = reconcile(t)
+    assert summary["lifecycle"] == {"new": 1, "persisting": 1, "resolved": 0}
+    assert sorted((b.internal_txn_id, b.status) for b in breaks(t)) == [("AM1", "new"), ("MI1", "persisting")]
+    # the same run run again (its breaks already carry its id, nothing changes): the same summary
+    assert service.run_reconciliation(get_settings(), tenant_id=t, run_id=run_id, now=LATER) == summary
 
 def test_a_run_of_another_period_leaves_this_periods_breaks_alone(backend):
     t = tenant()

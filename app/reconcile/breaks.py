@@ -98,7 +98,7 @@ class Breaks(Statements):
         """A break's identity across runs: source, type and both txn ids."""
         return "(:source || '|' || r.outcome || '|' || coalesce(r.ix, '') || '|' || coalesce(r.ex, ''))"
 
-    def write_breaks(self) -> None:
+    def write_breaks(self) -> int:
         """Write this run's breaks under their stable key; ``run_id`` says which run last changed one.
 
         Two statements where an upsert (``INSERT ... ON CONFLICT``) would be one: the breaks seen
@@ -106,6 +106,10 @@ class Breaks(Statements):
         each row speculatively, a step more per row; measured on 99,499 new breaks, the plain
         insert took about two thirds of its time. No other run writes these keys meanwhile: a
         run holds its tenant and source's advisory lock (see :mod:`app.reconcile.engine`).
+
+        Returns:
+          How many of the breaks written are ``new``: inserted, or found again after they were
+          resolved (counted from the two statements, not by reading the table again).
         """
         d = self.d
         breaks = f"r.outcome IN ({self.break_list()})"
@@ -117,11 +121,15 @@ class Breaks(Statements):
                   "WHEN reconciliations.status = 'resolved' THEN 'new' ELSE 'persisting' END")
         changed = " OR ".join([d.differs("reconciliations.status", status)]
                               + [d.differs(f"reconciliations.{c}", values[c]) for c in CARRIED])
-        self.x(f"UPDATE reconciliations SET status = {status}, run_id = :run, "
-               + ", ".join(f"{c} = {values[c]}" for c in CARRIED)
-               + f", updated_at = :now FROM rc_res r WHERE {breaks} AND reconciliations.tenant_id = :tenant "
-               f"AND reconciliations.break_key = {self.break_key()} AND ({changed})")
-        self.x(
+        update = (f"UPDATE reconciliations SET status = {status}, run_id = :run, "
+                  + ", ".join(f"{c} = {values[c]}" for c in CARRIED)
+                  + f", updated_at = :now FROM rc_res r WHERE {breaks} AND reconciliations.tenant_id = :tenant "
+                  f"AND reconciliations.break_key = {self.break_key()} AND ({changed}) RETURNING status")
+        if d.pg:
+            again = self.x(f"WITH u AS ({update}) SELECT count(*) FROM u WHERE status = 'new'").scalar()
+        else:
+            again = sum(1 for (written,) in self.x(update) if written == "new")
+        return again + self.x(
             "INSERT INTO reconciliations (tenant_id, break_key, source, mismatch_type, internal_txn_id, "
             f"external_txn_id, {', '.join(CARRIED)}, status, run_id, first_run_id, created_at, updated_at) "
             f"SELECT :tenant, {self.break_key()}, :source, r.outcome, r.ix, r.ex, "
@@ -131,7 +139,7 @@ class Breaks(Statements):
             f"FROM (SELECT * FROM rc_res r WHERE {breaks} ORDER BY {d.bytewise(self.break_key())}) r "
             "WHERE NOT EXISTS (SELECT 1 FROM reconciliations b WHERE b.tenant_id = :tenant "
             f"AND b.break_key = {self.break_key()})"
-        )
+        ).rowcount
 
     def resolve_unseen(self) -> int:
         """Breaks of this source and period that this run did not find (again) are resolved; how many."""

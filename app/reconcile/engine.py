@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 #: The phases, for progress reports.
 PHASES = ("main key", "ties", "further keys", "fallback", "settlements", "unmatched", "breaks")
 #: Every table a run makes.
-TEMP_TABLES = ("rc_j", "rc_x", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
+TEMP_TABLES = ("rc_j", "rc_res", "rc_left", "rc_mk", "rc_m", "rc_rev", "rc_mr", "rc_l", "rc_c",
                "rc_cu", "rc_amb", "rc_g")
 
 
@@ -84,11 +84,14 @@ class _Run(Pairing, Breaks):
         self.on_phase(len(phases), PHASES[-1])
         started = time.perf_counter()
         outcome = self.outcome()
-        self.write_breaks()
+        # new: first found, or found again after it was resolved, by this run (as written)
+        new = self.write_breaks()
         resolved = self.resolve_unseen()
-        # new: first found, or found again after it was resolved, by this run
-        new = self.x("SELECT count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
-                     "AND status = 'new'").scalar()
+        if self.p.stored_before:
+            # an earlier attempt of this run stored breaks under its id: those found again as they
+            # were are not written again, so the table counts them
+            new = self.x("SELECT count(*) FROM reconciliations WHERE tenant_id = :tenant AND run_id = :run "
+                         "AND status = 'new'").scalar()
         found = sum(outcome.counts.get(name, 0) for name in BREAKS)
         outcome.lifecycle = {"new": new, "persisting": found - new, "resolved": resolved}
         logger.debug("phase %s: %.3f s", PHASES[-1], time.perf_counter() - started)

@@ -11,8 +11,9 @@ from app.reconcile.statements import FT, Statements
 
 __all__ = ["Pairing"]
 
-#: The columns of ``rc_j``: the main key's pairs that are not clean (their txn ids are looked up
-#: for the breaks among them: carrying them through the grouping cost more).
+#: The columns the main key's grouping gives a key (its pairs that are not clean are kept in ``rc_j``,
+#: with the txn ids of the breaks among them looked up afterwards: carrying them through the
+#: grouping cost more).
 RC_J = ("iid", "ic", "it", "ist", "eid", "ec", "et", "est", "k", "outcome")
 
 
@@ -64,29 +65,34 @@ class Pairing(Statements):
                 f"sum(CASE WHEN g.outcome = 'matched' THEN g.ic END) AS mc FROM ({self.keyed(half)}) g "
                 f"GROUP BY {', '.join(str(n + 1) for n in range(len(RC_J)))}")
 
+    def named(self, pairs: str) -> str:
+        """``pairs`` (columns :data:`RC_J`) with ``ix`` and ``ex``: the txn ids of the breaks among them.
+
+        Only a break's rows are looked up by id (both sides have one row); on PostgreSQL inside
+        each half's parallel worker, both halves at once.
+        """
+        take = f"CASE WHEN p.outcome IN ({self.break_list()}) THEN p.{{}} END"
+        return (f"SELECT p.*, i.txn_id AS ix, e.txn_id AS ex FROM ({pairs}) p "
+                f"LEFT JOIN {FT} i ON i.id = {take.format('iid')} LEFT JOIN {FT} e ON e.id = {take.format('eid')}")
+
     def main_key(self) -> None:
         if self.d.pg:
             # the two halves of the key space in parallel (a UNION ALL in FROM: the planner's parallel
             # append takes children that are not partial plans only there); matched pairs only counted
             with tuned(self.c, HALVES):
-                self.x(f"{self.d.temp('rc_j')} SELECT * FROM ({self.collapsed(0)} UNION ALL {self.collapsed(1)}) h")
+                self.x(f"{self.d.temp('rc_j')} SELECT * FROM ({self.named(self.collapsed(0))} UNION ALL "
+                       f"{self.named(self.collapsed(1))}) h")
             self.matched = self.x("SELECT CAST(coalesce(sum(n), 0) AS BIGINT), coalesce(sum(mc), 0) FROM rc_j "
                                   "WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
             self.analyze("rc_j")
         else:
-            self.temp("rc_j", self.keyed())
+            self.temp("rc_j", self.named(self.keyed()))
             self.matched = self.x("SELECT count(*), coalesce(sum(ic), 0) FROM rc_j WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
         tune(self.c, LOOKUPS)
-        # the breaks among them (both sides have one row), with their txn ids: both sides' rows
-        # looked up together in id order, one page of the table after the other
-        breaks = f"outcome IN ({self.break_list()})"
-        self.temp("rc_x", f"SELECT f.id, f.txn_id FROM (SELECT iid AS id FROM rc_j WHERE {breaks} UNION ALL "
-                          f"SELECT eid FROM rc_j WHERE {breaks} ORDER BY 1) w JOIN {FT} f ON f.id = w.id")
-        self.temp("rc_res", "SELECT j.outcome, CAST(:rule AS VARCHAR(64)) AS rule, j.iid, i.txn_id AS ix, j.ic, j.it, "
-                            "j.ist, j.eid, e.txn_id AS ex, j.ec, j.et, j.est, CAST(NULL AS TEXT) AS detail "
-                            f"FROM rc_j j JOIN rc_x i ON i.id = j.iid JOIN rc_x e ON e.id = j.eid WHERE j.{breaks}",
+        self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, "
+                            f"est, CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
                   rule=self.key.label)
         # rows without the key never met in the grouping: they go on to the next phases too
         self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "

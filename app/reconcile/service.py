@@ -161,6 +161,7 @@ def run_reconciliation(
                 tenant_id=tenant_id, source=source, rules=rules, start=start, end=end,
                 amount_tolerance=Decimal(run.amount_tolerance), date_tolerance_hours=run.date_tolerance_hours,
                 grace_hours=grace_hours(settings, source, rules), run_id=run.id, now=now,
+                stored_before=run.summary is not None,
             )
         with tenant_session(tenant_id) as session:
             outcome = engine.match(session.connection(), params, on_phase=on_phase)

@@ -46,6 +46,9 @@ class Params:
     grace_hours: float
     run_id: int
     now: datetime
+    #: an earlier attempt of this run stored its breaks (the run has a summary), so breaks may
+    #: already carry its ``run_id``; otherwise only this attempt's writes do
+    stored_before: bool = False
 
     @property
     def margin(self) -> timedelta:
