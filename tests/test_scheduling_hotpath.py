@@ -381,15 +381,13 @@ def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(se
     of the state that matches a partial index's predicate made PostgreSQL walk that index —
     every entry left by the jobs that ever were in the state — instead of finding the batch's
     jobs by id. Each statement's generic plan (a prepared statement's after five runs) must
-    reach ``jobs`` through its primary key."""
-    from sqlalchemy.engine import make_url
-
+    reach ``jobs`` only through index conditions on the batch's ids."""
     from app.db import get_owner_db
     from app.scheduling import hotpath
 
     with system_session(db=db) as session:
         session.add(Tenant(id="acme", name="acme"))
-    ids = _jobs(settings, db, "acme", 1)
+    _jobs(settings, db, "acme", 1)
     owner = get_owner_db(settings).engine
     with owner.begin() as connection:  # a table too large to scan whole, every job finished
         connection.execute(sa.text(
@@ -399,7 +397,6 @@ def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(se
         connection.execute(sa.text("UPDATE jobs SET state = 'succeeded'"))
     with owner.connect() as connection:
         connection.execute(sa.text("ANALYZE jobs"))
-    assert make_url(settings.database_url).get_backend_name() == "postgresql"
     connection = db.system_engine.raw_connection()
     try:
         with connection.cursor() as cursor:
@@ -413,7 +410,6 @@ def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(se
     finally:
         connection.rollback()
         connection.close()
-    assert ids
 
 
 def _jobs_found_by_id(plan: list[str]) -> bool:
