@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -70,22 +73,47 @@ def empty(tables: str, *, queues: tuple[str, ...]) -> None:
 
 
 def start_worker(*, threads: int, module: str = "app.tasks", extra_env: dict | None = None) -> subprocess.Popen:
-    """``dramatiq MODULE`` in one process of ``threads`` threads, in a session of its own."""
-    return subprocess.Popen(
-        ["dramatiq", module, "--processes", "1", "--threads", str(threads)],
-        cwd=ROOT, env={**os.environ, **(extra_env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """``dramatiq MODULE`` in one process of ``threads`` threads, in a session of its own.
+
+    Its output goes to a temporary file, which :func:`stop` reads for warnings and errors (the
+    worker's log level is left as the benchmark set it: more logging would change the cost measured).
+    """
+    log = tempfile.NamedTemporaryFile(prefix="fairq-bench-worker-", suffix=".log", delete=False)
+    with log:
+        process = subprocess.Popen(
+            ["dramatiq", module, "--processes", "1", "--threads", str(threads)],
+            cwd=ROOT, env={**os.environ, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    process.log_path = log.name  # type: ignore[attr-defined]
+    return process
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the worker's process group (SIGKILL after a minute)."""
+#: What marks a warning or worse in the worker's output (fairq's JSON lines and Dramatiq's own format).
+_COMPLAINTS = re.compile(r'"level": "(WARNING|ERROR|CRITICAL)"|\[(WARNING|ERROR|CRITICAL)\]')
+
+
+def stop(process: subprocess.Popen) -> list[str]:
+    """SIGTERM the worker's process group (SIGKILL after a minute). Returns the warnings and errors
+    of its log (and prints how many there were, with the first few: a benchmark's figures can
+    hide a worker that complained — a rate limiter unreachable, a deadlock retried)."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+    path = getattr(process, "log_path", None)
+    if path is None:
+        return []
+    with open(path, errors="replace") as log:
+        complaints = [line.rstrip() for line in log if _COMPLAINTS.search(line)]
+    os.unlink(path)
+    if complaints:
+        print(f"  (the worker logged {len(complaints)} warnings or errors; the first:)", file=sys.stderr)
+        for line in complaints[:5]:
+            print(f"    {line[:300]}", file=sys.stderr)
+    return complaints
 
 
 def query(sql: str, **params) -> list:
