@@ -91,6 +91,8 @@ def start_worker(*, threads: int, module: str = "app.tasks", extra_env: dict | N
 
 #: What marks a warning or worse in the worker's output (fairq's JSON lines and Dramatiq's own format).
 _COMPLAINTS = re.compile(r'"level": "(WARNING|ERROR|CRITICAL)"|\[(WARNING|ERROR|CRITICAL)\]')
+#: ... except Dramatiq's own notices of the stop :func:`stop` asked for.
+_STOPPING = re.compile(r"Killing (worker|fork) process")
 
 
 def stop(process: subprocess.Popen) -> list[str]:
@@ -107,7 +109,7 @@ def stop(process: subprocess.Popen) -> list[str]:
     if path is None:
         return []
     with open(path, errors="replace") as log:
-        complaints = [line.rstrip() for line in log if _COMPLAINTS.search(line)]
+        complaints = [line.rstrip() for line in log if _COMPLAINTS.search(line) and not _STOPPING.search(line)]
     os.unlink(path)
     if complaints:
         print(f"  (the worker logged {len(complaints)} warnings or errors; the first:)", file=sys.stderr)
