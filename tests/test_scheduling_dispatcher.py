@@ -216,3 +216,27 @@ def test_batches_chosen_during_a_slow_commit_go_out_together_and_a_failed_one_is
     assert dispatcher.step() == 6  # and chosen again
     wait_for(lambda: failed <= set(publisher.sent), timeout=10)
     dispatcher.stop()
+
+
+def test_a_dispatcher_handing_over_leaves_its_published_jobs_marked_so_the_next_does_not_publish_them_again(embedded):
+    """The worker's dispatcher thread hands over to the companion at every start: jobs it published
+    must not look waiting to the companion (their marks gather for a moment before they are written)."""
+    settings, db = embedded
+    first, sent_first = make(settings, db, [("a", 1, "default")])
+    add_jobs(settings, db, "a", 20)
+    assert first.leadership.try_acquire()
+    first.become_leader()
+    assert first.step() == 6
+    first.hand_over()
+    assert not first.leadership.held
+
+    second = Dispatcher(None, settings, store=Store(db), publisher=FakePublisher(), buckets=MemoryBuckets(),
+                        leadership=LocalLeadership())  # hears claims through the in-process bus
+    assert second.leadership.try_acquire()
+    second.become_leader()
+    assert second.unclaimed == set(sent_first.sent)  # it knows they wait in the broker
+    assert second.step() == 0  # the window is full of them: nothing is published twice
+    Store(db).start_many([(job_id, False) for job_id in sent_first.sent[:3]])  # workers claim three
+    assert second.step() == 3 and not set(second.publisher.sent) & set(sent_first.sent)
+    second.stop()
+    first.stop()
