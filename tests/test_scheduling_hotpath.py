@@ -398,6 +398,7 @@ def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(se
     with owner.connect() as connection:
         connection.execute(sa.text("ANALYZE jobs"))
     connection = db.system_engine.raw_connection()
+    connection.detach()  # closed for good below: its prepared statements must not go back to the pool
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_generic_plan")
