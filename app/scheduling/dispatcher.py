@@ -142,6 +142,8 @@ class Dispatcher:
         self._sender = (GroupCommit(self._send, name="fairq-dispatch-publish")
                         if getattr(self.publisher, "pipelined", False) else None)
         self._sending: list[tuple[Ticket, list[Candidate], datetime]] = []
+        #: the jobs chosen so far in the round being chosen (see :meth:`_choose`)
+        self._choosing: list[Candidate] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -266,15 +268,21 @@ class Dispatcher:
         (work-conserving): a tenant refused tokens is blocked, and the queue is asked again.
         """
         chosen: list[Candidate] = []
-        for _ in range(3):
-            now = time.monotonic()
-            batch = self.queue.select(free - len(chosen), blocked=lambda t, k: self.blocked_until.get((t, k), 0) > now
-                                      or self._at_kind_cap(t, k))
-            granted = self._take_tokens(batch)
-            chosen += granted
-            if len(granted) == len(batch) or len(chosen) >= free:
-                break
+        self._choosing = chosen  # not published yet, so still queued in the database: see _refill
+        try:
+            for _ in range(3):
+                now = time.monotonic()
+                batch = self.queue.select(free - len(chosen), blocked=lambda t, k: self._blocked(t, k, now))
+                granted = self._take_tokens(batch)
+                chosen += granted
+                if len(granted) == len(batch) or len(chosen) >= free:
+                    break
+        finally:
+            self._choosing = []
         return chosen
+
+    def _blocked(self, tenant_id: str, kind: str, now: float) -> bool:
+        return self.blocked_until.get((tenant_id, kind), 0) > now or self._at_kind_cap(tenant_id, kind)
 
     def _at_kind_cap(self, tenant_id: str, kind: str) -> bool:
         cap = limits_for(plan_for(self.settings, self.plans.get(tenant_id, "default")), kind).concurrency
@@ -384,7 +392,10 @@ class Dispatcher:
         return [None] * len(batches)
 
     def _refill(self, tenant_id: str, n: int) -> list[Candidate]:
+        """The tenant's next queued jobs, but none in flight or chosen earlier in this round (the
+        fair queue itself skips those of the ask it is answering)."""
         exclude = [job_id for job_id, f in self.in_flight.items() if f.tenant_id == tenant_id]
+        exclude += [c.job_id for c in self._choosing if c.tenant_id == tenant_id]
         heads = self.store.heads(tenant_id, n, exclude=exclude)
         return [self._candidate(head) for head in heads]
 
