@@ -165,9 +165,10 @@ class Dispatcher:
         """Stop leading, leaving the database as the next leader must find it: every job this one
         published is marked ``dispatched`` (or claimed) first. A job still ``queued`` after its
         publish looks waiting to the next leader, which would publish it again — a duplicate that
-        the gate skips, but that took a slot of the window and, for a rate-limited tenant, a token
-        (measured: 70-100 duplicates at each start of ``dramatiq app.tasks``, when the worker's
-        thread hands over to the companion)."""
+        the gate skips, but that takes a slot of the window and, for a rate-limited tenant, a token.
+        (Every start of ``dramatiq app.tasks`` hands over, from a worker's thread to the companion;
+        the marks gather for :data:`MARK_LINGER`, shorter than the companion's wait to lead, so
+        this is a race rarely lost, not a measured cost.)"""
         if self._sender is not None:
             self._sender.drain(timeout)
             self._settle()
