@@ -242,7 +242,7 @@ def test_a_dispatcher_handing_over_leaves_its_published_jobs_marked_so_the_next_
     first.stop()
 
 
-def test_jobs_chosen_before_a_rate_limit_refusal_are_not_chosen_again_in_the_same_round(embedded):
+def test_jobs_chosen_before_a_rate_limit_refusal_are_not_chosen_again_in_the_same_round(embedded, monkeypatch):
     """A round asks the fair queue again for the slots a rate-limited tenant could not use; the jobs
     chosen by the first ask are not published yet, so they still look queued in the database. A
     refill in the second ask must not pick them up again (seen in the benchmark's scenario 4: a few
@@ -252,10 +252,30 @@ def test_jobs_chosen_before_a_rate_limit_refusal_are_not_chosen_again_in_the_sam
     settings, db = embedded
     dispatcher, publisher = make(settings, db, [("slow", 1, "slow"), ("free", 1, "default")])
     # buffers of three jobs: ``free``'s runs dry with the first ask's third pick, so the second refills
-    dispatcher.queue = FairQueue(refill=dispatcher._refill, refill_size=3)
+    monkeypatch.setattr(dispatcher, "_fair_queue", lambda: FairQueue(refill=dispatcher._refill, refill_size=3))
     add_jobs(settings, db, "slow", 10)
     add_jobs(settings, db, "free", 10)
     dispatcher.become_leader()
     assert dispatcher.step() == 6
     assert len(set(publisher.sent)) == len(publisher.sent) == 6, publisher.sent
     assert tenant_of(db, publisher.sent).count("slow") == 2  # its burst; the rest went to free
+
+
+def test_a_dispatcher_leading_again_does_not_publish_jobs_it_buffered_before_and_that_ran_meanwhile(embedded):
+    """Leadership can come back to a dispatcher (a worker's thread, once the companion is gone): the
+    jobs it had buffered then may have run under the other leader since."""
+    from app.scheduling.models import Job
+
+    settings, db = embedded
+    dispatcher, publisher = make(settings, db, [("a", 1, "default")])
+    add_jobs(settings, db, "a", 10)
+    assert dispatcher.leadership.try_acquire()
+    dispatcher.become_leader()
+    assert dispatcher.step() == 6  # and the other four wait in its buffer
+    dispatcher.hand_over()
+    with system_session(db=db) as session:  # meanwhile another leader ran all ten
+        session.execute(sa.update(Job).values(state="succeeded"))
+    assert dispatcher.leadership.try_acquire()
+    dispatcher.become_leader()
+    assert dispatcher.step() == 0 and len(publisher.sent) == 6
+    dispatcher.stop()

@@ -115,7 +115,7 @@ class Dispatcher:
         #: while work is waiting, a round starts only once this many slots are free
         self.batch = max(1, int(self.window * BATCH_SHARE))
         self._backlogged = False
-        self.queue = FairQueue(refill=self._refill, aging_seconds=settings.aging_seconds, clock=clock)
+        self.queue = self._fair_queue()
         self.in_flight: dict[int, InFlight] = {}
         #: the jobs of ``in_flight`` still in the broker: published, not yet claimed by a worker
         self.unclaimed: set[int] = set()
@@ -194,6 +194,9 @@ class Dispatcher:
                 logger.exception("dispatcher round failed; retrying")
                 self._stop.wait(1.0)
 
+    def _fair_queue(self) -> FairQueue:
+        return FairQueue(refill=self._refill, aging_seconds=self.settings.aging_seconds, clock=self.clock)
+
     def _retry_after(self) -> float:
         """Seconds until the next try to lead (a new companion tries often: it is being handed over to)."""
         handing_over = self.leadership.companion and time.monotonic() - self._started_at < HANDOVER
@@ -214,6 +217,10 @@ class Dispatcher:
             self._settle()
         self.in_flight.clear()
         self.unclaimed.clear()
+        # a fresh fair queue: jobs it buffered in an earlier leadership may have run since, under
+        # another leader, and would be published again (the gate would skip them, but each took a
+        # slot of the window: seen at a worker's stop, when its thread leads once the companion is gone)
+        self.queue = self._fair_queue()
         self._refresh_tenants(force=True)
         counts: dict[str, int] = defaultdict(int)
         for job_id, tenant_id, kind, state in self.store.in_flight():
