@@ -3,6 +3,7 @@
     python3 bench/reconcile.py                   # 1,000,000 payments a side, 1 % of each outcome
     python3 bench/reconcile.py --rows 100000     # a quicker look
     python3 bench/reconcile.py --database fairq_bench_mine   # beside another engineer's run
+    python3 bench/reconcile.py --reuse           # the data a run loaded before, when it is the same
 
 What runs, on loopback PostgreSQL only (a database of its own, ``fairq_bench_reconcile`` unless
 ``--database`` names another, made here; the application connects as ``fairq_app``, bound by
@@ -12,6 +13,13 @@ row-level security):
    columns, with ``--breaks`` of the payments broken for each of the eight outcomes at known
    rows (see ``reconciliation_rows``); they are loaded straight into ``fintech_transactions``
    with ``COPY`` (the benchmark measures reconciliation, not ingest), then vacuumed and analysed.
+   The database then records what it holds (table ``bench_reconcile_data``: ``--rows``,
+   ``--breaks``, ``--seed``, the schema's revision, the rows a side, the injected breaks).
+   With ``--reuse``, a database that holds the data of the same ``--rows``, ``--breaks`` and
+   ``--seed`` at the code's schema revision is not emptied and loaded again: what a run writes
+   is emptied instead (jobs, reconciliation runs, breaks, usage; ``TRUNCATE``, and the
+   planner's statistics of those tables), so the job starts from the state a fresh load leaves
+   (every break found ``new``). Otherwise it loads as without ``--reuse``.
 2. The floor: one bare ``FULL OUTER JOIN`` of the two sides on the RRN, counting rows, over the
    same rows the run reads (tenant, ledger, source, the period and its margin), as the
    application's role, with the run's own settings (``engine.TUNING``); best of three.
@@ -60,6 +68,11 @@ FULL OUTER JOIN (SELECT reference FROM fintech_transactions WHERE tenant_id = :t
       AND source = 'UPI' AND txn_time >= :lo AND txn_time < :hi) e ON i.reference = e.reference
 """
 
+#: The table that says which data the database holds (the owner's; the application never reads it).
+MARKER = "bench_reconcile_data"
+#: What a run writes, emptied before a run on reused data (``TRUNCATE ... CASCADE``).
+WRITTEN = ("jobs", "reconciliation_runs", "reconciliations", "usage_daily", "usage_monthly")
+
 sys.path.insert(0, str(ROOT))
 
 
@@ -95,6 +108,52 @@ def load(folder: Path) -> None:
             connection.exec_driver_sql(f"ALTER TABLE fintech_transactions ALTER COLUMN {column} DROP DEFAULT")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("VACUUM ANALYZE fintech_transactions")
+
+
+def mark(wanted: dict, internal: int, external: int, expected: list[dict]) -> None:
+    """Record the data just loaded: ``wanted`` (rows, breaks, seed), the schema's revision, the rows, the breaks."""
+    from app import migrate
+    from app.db import get_owner_db
+
+    with get_owner_db().engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {MARKER} (wanted TEXT NOT NULL, revision TEXT NOT NULL, "
+                                   "internal BIGINT NOT NULL, external BIGINT NOT NULL, expected TEXT NOT NULL)")
+        connection.exec_driver_sql(f"INSERT INTO {MARKER} VALUES (%s, %s, %s, %s, %s)",
+                                   (json.dumps(wanted, sort_keys=True), migrate.head(), internal, external,
+                                    json.dumps(expected)))
+
+
+def loaded(database: str, wanted: dict) -> tuple[int, int, list[dict]] | None:
+    """The rows a side and the injected breaks, if ``database`` holds the data of ``wanted`` at the
+    code's schema revision (recorded by :func:`mark`); else ``None``."""
+    import sqlalchemy as sa
+
+    from app import migrate
+    from app.db import get_owner_db
+
+    admin = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    with admin.connect() as connection:
+        exists = connection.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database})
+    admin.dispose()
+    if not exists:
+        return None
+    with get_owner_db().engine.connect() as connection:
+        if connection.scalar(sa.text("SELECT to_regclass(:t)"), {"t": MARKER}) is None:
+            return None
+        row = connection.exec_driver_sql(f"SELECT wanted, revision, internal, external, expected FROM {MARKER}").first()
+    if row is None or json.loads(row[0]) != wanted or not row[1] == migrate.head() == migrate.current(get_owner_db()):
+        return None
+    return row[2], row[3], json.loads(row[4])
+
+
+def reset() -> None:
+    """Empty what a run writes (:data:`WRITTEN`) and those tables' planner statistics, as a fresh schema has them."""
+    from app.db import get_owner_db
+
+    with get_owner_db().engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(WRITTEN)} RESTART IDENTITY CASCADE")
+        # a fresh schema's tables were never analysed: plans on them (the breaks' writes) start from that
+        connection.exec_driver_sql("DELETE FROM pg_statistic WHERE starelid = ANY (%s::regclass[])", (list(WRITTEN),))
 
 
 def period() -> tuple[date, date]:
@@ -209,23 +268,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="payments (about as many rows a side)")
     parser.add_argument("--breaks", type=float, default=0.01, help="share of payments broken, per outcome")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--database", default=DB, help=f"the database (and vhost) to use, emptied first (default {DB})")
+    parser.add_argument("--database", default=DB,
+                        help=f"the database (and vhost) to use, emptied first unless --reuse keeps its data "
+                             f"(default {DB})")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the data a run of the same --rows, --breaks and --seed loaded "
+                             "(only what runs write is emptied)")
     args = parser.parse_args(argv)
     os.environ.update(environment(args.database))
 
     from bench.gen_transactions import OUTCOMES, write_reconciliation
 
-    folder = Path(tempfile.mkdtemp(prefix="fairq-bench-reconcile-"))
-    try:
-        setup(args.database)
-        print(f"generating {args.rows:,} payments, {args.breaks:.0%} of each outcome ...", flush=True)
-        internal, external, expected = write_reconciliation(folder, args.rows, breaks=args.breaks, seed=args.seed)
-        started = time.perf_counter()
-        load(folder)
-        print(f"  {internal:,} internal and {external:,} external rows loaded with COPY in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    wanted = {"rows": args.rows, "breaks": args.breaks, "seed": args.seed}
+    held = loaded(args.database, wanted) if args.reuse else None
+    if held is not None:
+        internal, external, expected = held
+        reset()
+        print(f"reusing the {internal:,} internal and {external:,} external rows loaded before "
+              f"({args.rows:,} payments, {args.breaks:.0%} of each outcome, seed {args.seed}); "
+              f"earlier runs' writes emptied", flush=True)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="fairq-bench-reconcile-"))
+        try:
+            setup(args.database)
+            print(f"generating {args.rows:,} payments, {args.breaks:.0%} of each outcome ...", flush=True)
+            internal, external, expected = write_reconciliation(folder, args.rows, breaks=args.breaks, seed=args.seed)
+            started = time.perf_counter()
+            load(folder)
+            print(f"  {internal:,} internal and {external:,} external rows loaded with COPY in "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        mark(wanted, internal, external, expected)
     first, last = period()
     job_id, run_id = enqueue(first, last)
     floor_join(run_id)  # a warm-up: both are timed with the table in the cache
@@ -256,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         ("  precision", f"{precision:.4%} ({hits:,} of {len(got):,} found)", "100 %"),
         ("  recall", f"{recall:.4%} ({hits:,} of {len(want):,} injected)", "100 %"),
         ("  matched", f"{result['matched']['count']:,} ({result['matched']['amount']})", ""),
+        ("  breaks", f"{result['total_breaks']:,}, lifecycle {json.dumps(result['lifecycle'])}", "all new"),
         ("the same period again", f"{again_seconds:.2f} s; breaks {again['total_breaks']:,}, "
                                   f"lifecycle {json.dumps(again['lifecycle'])}", "nothing new"),
     ]

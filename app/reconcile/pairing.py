@@ -15,6 +15,9 @@ __all__ = ["Pairing"]
 #: with the txn ids of the breaks among them looked up afterwards: carrying them through the
 #: grouping cost more).
 RC_J = ("iid", "ic", "it", "ist", "eid", "ec", "et", "est", "k", "outcome")
+#: The columns of a row no main key paired that the later phases compare, besides those of :data:`RC_J` and
+#: the txn id: looked up with the txn ids in the main key's statement (``rc_j`` names them ``i`` / ``e`` + the value).
+UNPAIRED = {"reference": "r", "direction": "dir", "counterparty": "cp", "ifsc": "ifsc", "settlement_date": "sd"}
 
 
 class Pairing(Statements):
@@ -66,13 +69,17 @@ class Pairing(Statements):
                 f"GROUP BY {', '.join(str(n + 1) for n in range(len(RC_J)))}")
 
     def named(self, pairs: str) -> str:
-        """``pairs`` (columns :data:`RC_J`) with ``ix`` and ``ex``: the txn ids of the breaks among them.
+        """``pairs`` (columns :data:`RC_J`) with what later steps need of some of their rows, looked up by id.
 
-        Only a break's rows are looked up by id (both sides have one row); on PostgreSQL inside
-        each half's parallel worker, both halves at once.
+        ``ix`` and ``ex``, the txn ids, of the breaks among them and of the rows no key paired
+        (``left``, ``split``: one row a side at most); of those unpaired rows, the other columns
+        the later phases compare too (:data:`UNPAIRED`, ``ir``, ``idir``... for the ledger's row).
+        Only those rows are looked up (both sides have one); on PostgreSQL inside each half's
+        parallel worker, both halves at once.
         """
-        take = f"CASE WHEN p.outcome IN ({self.break_list()}) THEN p.{{}} END"
-        return (f"SELECT p.*, i.txn_id AS ix, e.txn_id AS ex FROM ({pairs}) p "
+        take = f"CASE WHEN p.outcome IN ({self.break_list()}, 'left', 'split') THEN p.{{}} END"
+        more = ", ".join(f"{s}.{column} AS {s}{name}" for s in ("i", "e") for column, name in UNPAIRED.items())
+        return (f"SELECT p.*, i.txn_id AS ix, e.txn_id AS ex, {more} FROM ({pairs}) p "
                 f"LEFT JOIN {FT} i ON i.id = {take.format('iid')} LEFT JOIN {FT} e ON e.id = {take.format('eid')}")
 
     def main_key(self) -> None:
@@ -94,11 +101,9 @@ class Pairing(Statements):
         self.temp("rc_res", "SELECT outcome, CAST(:rule AS VARCHAR(64)) AS rule, iid, ix, ic, it, ist, eid, ex, ec, et, "
                             f"est, CAST(NULL AS TEXT) AS detail FROM rc_j WHERE outcome IN ({self.break_list()})",
                   rule=self.key.label)
-        # rows without the key never met in the grouping: they go on to the next phases too
-        self.temp("rc_left", "SELECT iid AS id, 'i' AS side FROM rc_j WHERE outcome IN ('left', 'split') "
-                             "AND iid IS NOT NULL UNION ALL SELECT eid, 'e' FROM rc_j "
-                             "WHERE outcome IN ('left', 'split') AND eid IS NOT NULL UNION ALL "
-                             f"SELECT id, CASE WHEN ledger = 'internal' THEN 'i' ELSE 'e' END FROM {FT} "
+        # rows without the key never met in the grouping: they go on to the next phases too (looked up
+        # there with the rows the ties leave; the unpaired rows of rc_j come with their columns)
+        self.temp("rc_left", f"SELECT id, CASE WHEN ledger = 'internal' THEN 'i' ELSE 'e' END AS side FROM {FT} "
                              f"WHERE tenant_id = :tenant AND {self.key.column} IS NULL AND source = :source "
                              "AND txn_time >= :wlo AND txn_time < :whi")
         self.temp("rc_mk", "SELECT k FROM rc_j WHERE outcome = 'multi'")
@@ -140,8 +145,10 @@ class Pairing(Statements):
     def leftovers(self) -> None:
         """``rc_l``: the rows no key paired, with what the later phases compare.
 
-        They are looked up in id order: the order they were loaded in, so one page of the table
-        after the other, where the order of ``rc_left`` jumps about.
+        The main key's unpaired rows come from ``rc_j``, whose statement looked them up; the others
+        (``rc_left``: rows without the key, the first rows of tied keys left over) are looked up
+        here in id order: the order they were loaded in, so one page of the table after the other,
+        where the order of ``rc_left`` jumps about.
         """
         grouping = self.p.rules.grouping
         settle = "0"
@@ -149,9 +156,15 @@ class Pairing(Statements):
             one = "i" if grouping.one == "internal" else "e"
             settle = (f"CASE WHEN l.side = '{one}' AND f.{self.key.column} IS NULL AND f.settlement_date IS NOT NULL "
                       "THEN 1 ELSE 0 END")
-        self.temp("rc_l", f"SELECT l.side, f.id, f.txn_id, f.reference, {self.d.cents('f.amount')} AS c, f.status AS st, "
-                          "f.txn_time AS t, f.direction, f.counterparty, f.ifsc, f.settlement_date AS sd, "
-                          f"{settle} AS settle FROM (SELECT id, side FROM rc_left ORDER BY id) l JOIN {FT} f ON f.id = l.id")
+        self.x(f"{self.d.temp('rc_l')} SELECT l.side, f.id, f.txn_id, f.reference, {self.d.cents('f.amount')} AS c, "
+               "f.status AS st, f.txn_time AS t, f.direction, f.counterparty, f.ifsc, f.settlement_date AS sd, "
+               f"{settle} AS settle FROM (SELECT id, side FROM rc_left ORDER BY id) l JOIN {FT} f ON f.id = l.id")
+        # the main key's unpaired rows, as its statement looked them up (they hold the key: no settlement row)
+        for s in ("i", "e"):
+            self.x("INSERT INTO rc_l (side, id, txn_id, reference, c, st, t, direction, counterparty, ifsc, sd, settle) "
+                   f"SELECT '{s}', {s}id, {s}x, {s}r, {s}c, {s}st, {s}t, {s}dir, {s}cp, {s}ifsc, {s}sd, 0 FROM rc_j "
+                   f"WHERE outcome IN ('left', 'split') AND {s}id IS NOT NULL")
+        self.analyze("rc_l")
 
     def further_keys(self) -> None:
         self.leftovers()

@@ -28,9 +28,9 @@ LOOKUPS = {"enable_indexscan": "on", "enable_bitmapscan": "on", "enable_sort": "
 #: keep (without a worker to be had, it runs both halves itself). Each half reads the whole table:
 #: a parallel sequential scan under each half's grouping would send every row through a Gather
 #: instead. Parallel plans are priced as cheap so that the planner takes this one. Each worker
-#: looks up the txn ids of its half's breaks by id (index lookups priced as in :data:`LOOKUPS`); the
-#: grouping still reads the table in one sequential pass (an index walk over every row is priced far
-#: above it).
+#: looks up by id the txn ids of its half's breaks, and the columns of the rows its half leaves
+#: unpaired (index lookups priced as in :data:`LOOKUPS`); the grouping still reads the table in one
+#: sequential pass (an index walk over every row is priced far above it).
 HALVES = {"max_parallel_workers_per_gather": "2", "parallel_leader_participation": "off",
           "parallel_setup_cost": "0", "parallel_tuple_cost": "0.001", "min_parallel_table_scan_size": "8GB",
           "enable_parallel_append": "on", "enable_indexscan": "on", "random_page_cost": "1.1"}
