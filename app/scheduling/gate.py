@@ -57,12 +57,6 @@ DEFER_SECONDS = 1.0
 PLAN_TTL = 5.0
 #: Seconds a stopping worker waits for its queued outcomes to be written.
 OUTCOME_DRAIN = 30.0
-#: Seconds posted outcomes gather before they are written (PostgreSQL, where no thread waits for
-#: them; a stopping worker's drain does not wait for it). Nothing waits on an outcome: the
-#: dispatcher's window counts jobs not yet claimed, so a later write costs no throughput, only
-#: the dispatcher hears of the run time a little later. Measured in scenario 5: the outcome
-#: statement cost PostgreSQL ~255 µs of CPU a job in batches of ~4 jobs, ~65 µs in batches of ~23.
-OUTCOME_LINGER = 0.02
 
 
 def backoff(attempt: int, *, base: float, maximum: float, rng: random.Random | None = None) -> float:
@@ -162,12 +156,10 @@ class Gate(Middleware):
             if self._commits is None or self._commits[0] != os.getpid():
                 # each flusher thread writes on a connection of its own (PostgreSQL; see hotpath)
                 starts, finishes = Dedicated(get_db(), name="fairq-gate-start"), Dedicated(get_db(), name="fairq-gate-finish")
-                posted = get_db().dialect == "postgresql"  # see after_process_message
                 self._commits = (
                     os.getpid(),
                     GroupCommit(lambda requests: self.store.start_many(requests, on=starts), name="fairq-gate-start"),
-                    GroupCommit(lambda outcomes: self.store.finish_many(outcomes, on=finishes), name="fairq-gate-finish",
-                                linger=OUTCOME_LINGER if posted else 0.0),
+                    GroupCommit(lambda outcomes: self.store.finish_many(outcomes, on=finishes), name="fairq-gate-finish"),
                 )
             return self._commits[1], self._commits[2]
 
