@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-__all__ = ["fresh_environment", "migrated_environment", "empty", "start_worker", "stop", "query"]
+__all__ = ["fresh_environment", "fresh_vhost", "migrated_environment", "empty", "start_worker", "stop", "query"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +33,11 @@ def fresh_environment(*, database: str, vhost: str, app_role: str = "fairq_app")
     with owner.begin() as connection:  # a fresh schema each run: every run migrates from scratch
         connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     owner.dispose()
+    fresh_vhost(vhost)
+
+
+def fresh_vhost(vhost: str) -> None:
+    """Make sure the RabbitMQ vhost exists, ``guest`` may use it (through ``rabbitmqctl``)."""
     ctl = shutil.which("rabbitmqctl")
     if ctl:
         subprocess.run([ctl, "add_vhost", vhost], capture_output=True)

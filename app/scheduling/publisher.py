@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 import dramatiq
+import pika
 from dramatiq.broker import Broker
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
@@ -59,8 +60,6 @@ class RabbitmqTxPublisher(Publisher):
         self._declared: set[str] = set()
 
     def _open(self):
-        import pika
-
         if self._channel is None or self._channel.is_closed:
             self.close()
             self._connection = pika.BlockingConnection(connection_parameters(self.broker))
@@ -69,8 +68,6 @@ class RabbitmqTxPublisher(Publisher):
         return self._channel
 
     def publish(self, messages: Sequence[dramatiq.Message]) -> None:
-        import pika
-
         if not messages:
             return
         try:
@@ -78,17 +75,24 @@ class RabbitmqTxPublisher(Publisher):
             for queue in {m.queue_name for m in messages} - self._declared:
                 self._declare(channel, queue)
                 self._declared.add(queue)
-            for message in messages:
-                channel.basic_publish(
-                    exchange="",
-                    routing_key=message.queue_name,
-                    body=message.encode(),
-                    properties=pika.BasicProperties(delivery_mode=2),
-                )
+            self._send_all(channel, messages)
             channel.tx_commit()
         except Exception:
             self.close()  # the next batch starts on a fresh channel
             raise
+
+    def _send_all(self, channel, messages: Sequence[dramatiq.Message]) -> None:
+        """Put every message in the connection's output buffer; ``tx_commit`` writes them out.
+
+        Through pika's underlying channel: the blocking channel's ``basic_publish`` writes the
+        socket and waits for it to drain after each message, 60 µs of CPU a message here against
+        17-23 for the buffered frames (``bench/publish.py``), and the dispatcher's publishing
+        thread competes for the interpreter with the companion's dispatching.
+        """
+        persistent = pika.BasicProperties(delivery_mode=2)
+        for message in messages:
+            channel._impl.basic_publish(exchange="", routing_key=message.queue_name, body=message.encode(),
+                                        properties=persistent)
 
     def _declare(self, channel, queue: str) -> None:
         """Declare ``queue`` as Dramatiq would (with its delay and dead-letter queues).
