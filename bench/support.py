@@ -1,6 +1,7 @@
 """What every benchmark sets up: a database of its own, the application role, a RabbitMQ vhost."""
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -77,12 +78,30 @@ def empty(tables: str, *, queues: tuple[str, ...]) -> None:
     connection.close()
 
 
+#: Workers started and not stopped yet: stopped when the benchmark exits, however it exits.
+_running: set[subprocess.Popen] = set()
+
+
+def _stop_leftovers() -> None:
+    for process in list(_running):
+        stop(process)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # so that atexit runs (a worker in its own session outlives us)
+
+
 def start_worker(*, threads: int, module: str = "app.tasks", extra_env: dict | None = None) -> subprocess.Popen:
     """``dramatiq MODULE`` in one process of ``threads`` threads, in a session of its own.
 
     Its output goes to a temporary file, which :func:`stop` reads for warnings and errors (the
     worker's log level is left as the benchmark set it: more logging would change the cost measured).
+    A worker still running when the benchmark exits (an error, Ctrl-C, SIGTERM from ``timeout``) is
+    stopped then: in a session of its own, it would otherwise go on using the machine.
     """
+    if not _running and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        atexit.register(_stop_leftovers)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     log = tempfile.NamedTemporaryFile(prefix="fairq-bench-worker-", suffix=".log", delete=False)
     with log:
         process = subprocess.Popen(
@@ -91,6 +110,7 @@ def start_worker(*, threads: int, module: str = "app.tasks", extra_env: dict | N
             start_new_session=True,
         )
     process.log_path = log.name  # type: ignore[attr-defined]
+    _running.add(process)
     return process
 
 
@@ -104,6 +124,7 @@ def stop(process: subprocess.Popen) -> list[str]:
     """SIGTERM the worker's process group (SIGKILL after a minute). Returns the warnings and errors
     of its log (and prints how many there were, with the first few: a benchmark's figures can
     hide a worker that complained — a rate limiter unreachable, a deadlock retried)."""
+    _running.discard(process)
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
