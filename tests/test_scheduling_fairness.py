@@ -169,6 +169,21 @@ def test_weight_divides_the_charge(q, db):
     assert q.snapshot()["A"]["vtime"] == 0.5 + 0.5
 
 
+def test_a_reminder_refills_a_tenant_believed_empty_and_leaves_a_buffered_one_alone(q, db):
+    # The dispatcher's periodic re-count reminds every tenant with queued work. A buffered tenant
+    # must not be refilled for it (1,000 tenants: 1,000 queries every 5 s); one the queue thought
+    # empty (its news lost) must be.
+    backlog(q, db, {"A": 20, "B": 3})
+    assert tenants(take(q, db, 6)) == "ABABAB"
+    db.calls.clear()
+    db.enqueue("B", 2)  # no notify: the news was lost
+    q.remind("A")
+    q.remind("B")
+    assert db.calls == []  # nothing asked yet
+    assert tenants(take(q, db, 4)) == "ABAB"
+    assert db.calls == [("B", 8)]  # B was believed empty: refilled once; A kept its buffer
+
+
 def test_unknown_tenants_get_weight_one(q, db):
     db.enqueue("A", 1)
     q.notify("A")

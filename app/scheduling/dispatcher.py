@@ -468,8 +468,8 @@ class Dispatcher:
         self._housekeeping_at = time.monotonic()
         limits = {name: k.time_limit for name, k in kinds().items()}
         self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=limits)
-        for tenant_id in self.store.backlog():
-            self.queue.notify(tenant_id)
+        for tenant_id in self.store.backlog():  # a safety net for lost news: no buffer is dropped
+            self.queue.remind(tenant_id)
 
 
 class DispatcherMiddleware(Middleware):

@@ -111,6 +111,22 @@ class FairQueue:
         self._invalidate(t)
         self._reheap(t, activated=t.active and not was_active)
 
+    def remind(self, tenant_id: str) -> None:
+        """The database holds queued work of the tenant (a periodic re-count, not news of new
+        work): if the queue believes it has none, it is refilled on the next select.
+
+        A tenant with work buffered, or already due a refill, is left as it is: it refills when
+        its buffer runs dry, so a job a lost notification left behind still runs. Dropping its
+        buffer (:meth:`notify`) cost a refill query per tenant per re-count: with 1,000 tenants,
+        1,000 queries every 5 s, most of the dispatcher's time (see BENCHMARKS.md, scenario 6).
+        """
+        t = self._tenant(tenant_id)
+        if t.count or t.has_more:
+            return
+        was_active = t.active
+        t.has_more = True
+        self._reheap(t, activated=t.active and not was_active)
+
     def add(self, candidates: Iterable[Candidate]) -> None:
         """Buffer known candidates directly (start-up, tests); job ids already buffered are ignored.
 
