@@ -48,7 +48,7 @@ from app.scheduling.fairness import Candidate, FairQueue
 from app.scheduling.hotpath import Dedicated
 from app.scheduling.kinds import JOBS_QUEUE, kinds
 from app.scheduling.leader import make_leadership
-from app.scheduling.publisher import make_publisher
+from app.scheduling.publisher import PublishError, make_publisher
 from app.scheduling.store import Head, Store
 from app.settings import Settings, get_settings
 
@@ -356,9 +356,16 @@ class Dispatcher:
             return
         try:
             self.publisher.publish(messages)
-        except Exception:
-            logger.exception("publishing %d jobs failed; they stay queued", len(messages))
-            self._take_back(chosen)
+        except Exception as exc:
+            # the in-process broker takes messages one by one: those sent before the failure are
+            # in it, and taken back they would be published again (a pipelined publisher's batch
+            # is all or nothing)
+            sent = exc.sent if isinstance(exc, PublishError) else 0
+            logger.error("publishing %d of %d jobs failed; they stay queued", len(messages) - sent, len(messages),
+                         exc_info=exc.__cause__ or exc)
+            self._take_back(chosen[sent:])
+            if sent:
+                self._sent(chosen[:sent], utcnow())
             return
         self._sent(chosen, utcnow())
 
