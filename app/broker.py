@@ -18,12 +18,16 @@ from periodiq import PeriodiqMiddleware
 
 from app.settings import Settings, get_settings
 
-__all__ = ["FairqRabbitmqBroker", "broker", "build_broker"]
+__all__ = ["FairqRabbitmqBroker", "HOUSEKEEPING_TIME_LIMIT_MS", "broker", "build_broker"]
 
 logger = logging.getLogger(__name__)
 
 #: A periodic message older than this (seconds) when a worker picks it up is a missed tick.
 PERIODIC_SKIP_DELAY = 120
+#: Time limit (ms) of the housekeeping actors (purges, roll-ups, campaign ticks: seconds of work). Set, not
+#: Dramatiq's 10 minute default: any actor's limit counts in the wait of every message in a worker's
+#: buffer, which must stay below RabbitMQ's ack timeout (see :mod:`app.scheduling.acks`).
+HOUSEKEEPING_TIME_LIMIT_MS = 300_000
 
 
 class FairqRabbitmqBroker(RabbitmqBroker):
@@ -59,6 +63,10 @@ def build_broker(settings: Settings) -> Broker:
     new.add_middleware(PeriodicOnce())
     new.add_middleware(Gate())
     new.add_middleware(DispatcherMiddleware())
+    if settings.broker_url:
+        from app.scheduling.acks import AckDeadline
+
+        new.add_middleware(AckDeadline())
     return new
 
 

@@ -51,6 +51,7 @@ def cli() -> None:
 def up(host: str, port: int, no_migrate: bool, demo: bool) -> None:
     """Run the API, the workers and the periodic scheduler in one process."""
     from app.runner import serve
+    from app.scheduling.acks import AckDeadlineError
 
     settings = get_settings()
     announce = lambda line: click.echo(line, err=True)  # noqa: E731
@@ -66,6 +67,8 @@ def up(host: str, port: int, no_migrate: bool, demo: bool) -> None:
         serve(settings, host=host, port=port, migrate_db=not no_migrate, announce=announce, on_ready=on_ready)
     except OSError as exc:
         raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    except AckDeadlineError as exc:  # RabbitMQ: time limits and prefetch that outlast its ack timeout
+        raise click.UsageError(str(exc)) from None
 
 
 @cli.group("db")

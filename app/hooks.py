@@ -223,7 +223,7 @@ class JobKindSpec:
     name: str
     run: Callable[..., dict | None] = field(compare=False)
     max_retries: int = 3
-    time_limit: float = 600.0
+    time_limit: float = 300.0
     cost_estimate: float = 0.05
     plugin: str = field(default="", compare=False)
 

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         description="A job dispatched this long ago, or running past its time limit plus the longest time limit "
                     "(its message may wait in a worker's buffer) plus this, is presumed lost and re-dispatched.",
     )
+    broker_ack_timeout_seconds: int = Field(
+        1800, ge=60,
+        description="RabbitMQ's consumer ack timeout (`consumer_timeout`, 30 min by default), which fairq cannot "
+                    "read: a message may stay unacknowledged (waiting in a worker's buffer, then running) for 90 % "
+                    "of it at most. Raise it here and on the server together.",
+    )
     retry_backoff_seconds: float = Field(
         1.0, gt=0, description="First retry delay; each further retry doubles it (with jitter)."
     )

@@ -99,3 +99,79 @@ def test_fairq_up_has_one_metrics_endpoint_on_the_embedded_default(fairq_up):
     assert 'fairq_jobs_enqueued_total{kind="noop",tenant="tenant-9"} 1.0' in text
     assert 'fairq_job_outcomes_total{kind="noop",outcome="succeeded",tenant="tenant-9"} 1.0' in text
     assert "# TYPE fairq_jobs_queued gauge" in text
+
+
+def start_fairq_up(cwd, log, env):
+    """`fairq up` on a free port in ``cwd``, its output appended to ``log`` (a pipe nobody reads
+    would fill and stop it); returns (base URL, process) once it answers."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    with open(log, "a") as out:
+        process = subprocess.Popen(["fairq", "up", "--port", str(port)], cwd=cwd, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"fairq up exited early:\n{log.read_text()}"
+        try:
+            if get(base + "/healthz")[0] == 200:
+                return base, process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("fairq up did not answer within 60 s")
+
+
+def job_states(base, token):
+    status, _, body = get(base + "/jobs?limit=200", token=token)
+    assert status == 200, body
+    return {job["id"]: job for job in json.loads(body)["items"]}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_jobs_a_stopped_fairq_up_left_in_flight_run_promptly_after_a_restart_and_once(tmp_path, sig):
+    """The in-process broker's messages go with its process; their jobs' rows stay ``dispatched``
+    (and, after a SIGKILL, ``running``). The next `fairq up` on the same folder dispatches them
+    again at once — they no longer fill its window until their lease runs out (5 minutes) — and
+    no job runs to completion twice."""
+    from tests.helpers import wait_for
+
+    env, log = clean_env(FAIRQ_WORKER_THREADS="4"), tmp_path / "fairq.log"
+    processes = []
+    try:
+        # Given a fairq up busy with 40 jobs of 0.3 s
+        base, first = start_fairq_up(tmp_path, log, env)
+        processes.append(first)
+        user = {"tenant_id": "tenant-r", "email": "user@example.com", "password": "secret123"}
+        assert get(base + "/register", data=user)[0] == 201
+        token = json.loads(get(base + "/login", data=user)[2])["access_token"]
+        for _ in range(40):
+            assert get(base + "/jobs", data={"kind": "noop", "payload": {"sleep_ms": 300}}, token=token)[0] == 202
+        wait_for(lambda: {"running", "dispatched"} <= {j["state"] for j in job_states(base, token).values()},
+                 timeout=30, interval=0.02)
+
+        # When it stops (or is killed) with jobs in flight, and starts again
+        first.send_signal(sig)
+        first.wait(60)
+        base, second = start_fairq_up(tmp_path, log, env)
+        processes.append(second)
+        # (its signing key is kept in the folder: the token still holds)
+        left = {i for i, j in job_states(base, token).items() if j["state"] in ("dispatched", "running")}
+        assert left, "the first fairq up left nothing in flight: the test proves nothing"
+
+        # Then every job runs, promptly, and none to completion twice
+        wait_for(lambda: {j["state"] for j in job_states(base, token).values()} == {"succeeded"},
+                 timeout=30, interval=0.2)
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        successes = [line["job_id"] for line in lines
+                     if line.get("state") == "succeeded" and line.get("message", "").startswith("job ")]
+        assert sorted(successes) == sorted(job_states(base, token)), "a job ran to completion twice, or unlogged"
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -279,3 +279,154 @@ def test_a_dispatcher_leading_again_does_not_publish_jobs_it_buffered_before_and
     dispatcher.become_leader()
     assert dispatcher.step() == 0 and len(publisher.sent) == 6
     dispatcher.stop()
+
+
+# -- the in-process broker (the embedded default) ------------------------------------------------
+
+
+def stub_broker(fail_at: int | None = None):
+    """A StubBroker that knows the job kinds' actors (as ``fairq up``'s does); with ``fail_at``,
+    its ``fail_at``-th enqueue (1-based) fails, as a broken broker would."""
+    from dramatiq.brokers.stub import StubBroker
+
+    from app.scheduling.kinds import kinds
+
+    class Stub(StubBroker):
+        calls = 0
+
+        def enqueue(self, message, *, delay=None):
+            self.calls += 1
+            if self.calls == fail_at:
+                raise ConnectionError("the broker went away")
+            return super().enqueue(message, delay=delay)
+
+    broker = Stub()
+    for kind in kinds().values():
+        broker.declare_actor(kind.actor)
+    return broker
+
+
+def queued_messages(broker) -> dict[str, list[int]]:
+    """The job ids of the messages in each of the broker's queues."""
+    import dramatiq
+
+    return {name: [dramatiq.Message.decode(data).args[0] for data in list(queue.queue)]
+            for name, queue in broker.queues.items() if queue.qsize()}
+
+
+def in_process_dispatcher(settings, db, broker):
+    from app.scheduling.publisher import make_publisher
+
+    return Dispatcher(broker, settings, store=Store(db), publisher=make_publisher(broker),
+                      buckets=MemoryBuckets(), leadership=NoNews())
+
+
+def test_a_dedicated_tenants_jobs_run_on_the_shared_queue_of_the_in_process_broker(embedded, caplog):
+    """The embedded default has one worker, consuming the shared queue: a tenant on a plan with a
+    dedicated queue (which needs RabbitMQ and workers started with ``-Q``) has its jobs run there,
+    and the others' jobs are not held up or published twice (the StubBroker refused the dedicated
+    queue part-way through a batch, the batch was taken back and published again)."""
+    settings, db = embedded
+    with system_session(db=db) as session:
+        session.add_all([Tenant(id="free", name="free"), Tenant(id="own", name="own", plan="dedicated")])
+    add_jobs(settings, db, "free", 3)
+    add_jobs(settings, db, "own", 3)
+    broker = stub_broker()
+    dispatcher = in_process_dispatcher(settings, db, broker)
+    dispatcher.become_leader()
+    with caplog.at_level("WARNING", logger="app.scheduling.publisher"):
+        assert dispatcher.step() == 6
+        assert dispatcher.step() == 0
+    sent = queued_messages(broker)
+    assert list(sent) == ["fairq.jobs"] and sorted(sent["fairq.jobs"]) == list(range(1, 7))
+    notes = [r for r in caplog.records if "fairq.t.own" in r.getMessage()]
+    assert len(notes) == 1 and "RabbitMQ" in notes[0].getMessage()
+    dispatcher.stop()
+
+
+def test_a_partly_failed_publish_on_the_in_process_broker_sends_no_job_twice(embedded):
+    """The in-process broker takes messages one at a time: when one fails, those before it are in the
+    broker and must count as dispatched; only the rest are taken back and published again."""
+    from app.scheduling.models import Job
+    from tests.helpers import wait_for
+
+    settings, db = embedded
+    with system_session(db=db) as session:
+        session.add(Tenant(id="a", name="a"))
+    add_jobs(settings, db, "a", 6)
+    broker = stub_broker(fail_at=3)
+    dispatcher = in_process_dispatcher(settings, db, broker)
+    dispatcher.become_leader()
+    assert dispatcher.step() == 6  # chosen; the third message failed
+    assert sorted(dispatcher.unclaimed) == [1, 2]  # the two sent wait in the broker; the rest went back
+    assert dispatcher.step() == 4  # published again: the rest only
+    assert sorted(queued_messages(broker)["fairq.jobs"]) == list(range(1, 7))
+    dispatcher._marker.drain(5)
+    with system_session(db=db) as session:
+        wait_for(lambda: set(session.scalars(sa.select(Job.state))) == {"dispatched"}, timeout=5)
+    dispatcher.stop()
+
+
+def test_the_first_leader_of_a_process_on_the_in_process_broker_puts_back_what_earlier_processes_left(embedded, tmp_path):
+    """The in-process broker's messages die with their process; the jobs' rows stay ``dispatched``
+    (and ``running`` after a SIGKILL). The next process to lead on that database puts them back at
+    once — not after their lease — and a running one keeps the attempt it used, as a dead worker's
+    does. Only once every earlier process is gone (they hold a lock file until they exit), and
+    never on RabbitMQ, whose messages outlive the process."""
+    import subprocess
+    import sys
+
+    from app.scheduling.leader import LocalLeadership
+    from app.scheduling.models import Job
+
+    settings, db = embedded
+    with system_session(db=db) as session:
+        session.add(Tenant(id="a", name="a"))
+    add_jobs(settings, db, "a", 10)
+    store = Store(db)
+    # Given an earlier process that published six jobs and had started two when it died
+    store.mark_dispatched([1, 2, 3, 4, 5, 6])
+    assert all(store.start_many([(1, False), (2, False)]))
+
+    def rows():
+        with system_session(db=db) as session:
+            return {job.id: (job.state, job.attempts) for job in session.scalars(sa.select(Job))}
+
+    # a durable broker (RabbitMQ) still holds their messages: nothing is put back
+    durable = Dispatcher(None, settings, store=store, publisher=FakePublisher(), buckets=MemoryBuckets(),
+                         leadership=LocalLeadership(lock_path=str(tmp_path / "durable.lock")))
+    assert durable.leadership.try_acquire() and durable.leadership.predecessors_gone
+    before = rows()
+    durable.become_leader()
+    assert rows() == before and durable.unclaimed == {3, 4, 5, 6}
+    durable.stop()
+
+    lock = tmp_path / "fairq.db-dispatcher.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(lock)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        broker = stub_broker()
+        dispatcher = in_process_dispatcher(settings, db, broker)
+        dispatcher.leadership = LocalLeadership(lock_path=str(lock))
+        # while the earlier process lives, this one does not lead (its jobs may still run there)
+        assert not dispatcher.leadership.try_acquire()
+        assert rows()[1] == ("running", 1)
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+        holder.stdout.close()
+    # When it is gone, the first leader here puts its jobs back in the queue
+    assert dispatcher.leadership.try_acquire() and dispatcher.leadership.predecessors_gone
+    dispatcher.become_leader()
+    assert {state for state, _ in rows().values()} == {"queued"}
+    assert [rows()[i][1] for i in (1, 2, 3)] == [1, 1, 0]  # the started ones used their attempt
+    # Then they are dispatched at once
+    assert dispatcher.step() == 6
+    assert sorted(queued_messages(broker)["fairq.jobs"]) == [1, 2, 3, 4, 5, 6]
+    dispatcher.stop()
+    # a later leadership in the same process puts back nothing: the jobs in flight are its own
+    assert dispatcher.leadership.try_acquire() and not dispatcher.leadership.predecessors_gone
+    dispatcher.leadership.release()

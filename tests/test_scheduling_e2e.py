@@ -27,6 +27,15 @@ def flaky(job: JobContext) -> dict:
     return {"ok": True}
 
 
+@job_kind("test.stuck", max_retries=0, time_limit=1, cost_estimate=0.01)
+def stuck(job: JobContext) -> dict:
+    """Runs 30 s unless its time limit stops it (no checkpoint: only the limit can)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"ok": True}
+
+
 def states(ids):
     with system_session() as session:
         return dict(session.execute(sa.select(Job.id, Job.state).where(Job.id.in_(ids))).all())
@@ -104,6 +113,31 @@ def test_a_paused_tenants_jobs_wait_and_resume_without_using_retries(client, wor
     service.update_tenant("acme", service.TenantChanges(paused=False))
     wait_for(lambda: states([job_id])[job_id] == "succeeded")
     assert job_row(job_id).attempts == 1
+
+
+def test_a_time_limit_stops_a_job_that_runs_past_it(client, worker):
+    """Dramatiq's TimeLimit raises in the worker thread: the job ends at its limit, not at its end,
+    and its thread is free again (the limit is what keeps a message's ack within RabbitMQ's timeout)."""
+    from dramatiq.middleware import TimeLimit
+
+    from app.scheduling.jobs import enqueue as enqueue_job
+    from app.settings import get_settings
+    from app.tasks import broker
+    from app.tenancy.scoping import tenant_session
+
+    limits = next(m for m in broker.middleware if isinstance(m, TimeLimit))
+    if not limits.manager.is_alive():  # `dramatiq` and `fairq up` start it at process boot; the fixture does not
+        limits.manager.start()
+    service.create_tenant("acme")
+    with tenant_session("acme") as session:
+        job, _ = enqueue_job(session, get_settings(), kind="test.stuck")
+    job_id = job.id
+    wait_for(lambda: states([job_id])[job_id] == "dead", timeout=20)
+    dead = job_row(job_id)
+    assert "TimeLimitExceeded" in dead.last_error and dead.run_seconds < 5
+    a = sign_up(client, "globex")
+    after = enqueue(client, a)  # the worker goes on
+    wait_for(lambda: states([after])[after] == "succeeded", timeout=20)
 
 
 def test_cancelling_a_running_job_stops_it_at_a_checkpoint(client, worker):

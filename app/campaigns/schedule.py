@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from croniter import CroniterBadCronError, croniter
 from periodiq import cron
 
-import app.broker  # noqa: F401  (the broker is set before any actor is declared)
+from app.broker import HOUSEKEEPING_TIME_LIMIT_MS  # (the broker is set before any actor is declared)
 from app.campaigns.models import Campaign
 from app.db import utcnow
 from app.errors import Invalid, ServiceError
@@ -108,7 +108,8 @@ def enqueue_due_runs(now: datetime | None = None) -> int:
     return queued
 
 
-@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, periodic=cron("* * * * *"))
+@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, time_limit=HOUSEKEEPING_TIME_LIMIT_MS,
+                periodic=cron("* * * * *"))
 def run_recurring_campaigns() -> None:
     """Every minute: queue the runs of recurring campaigns that came due. Safe to run twice."""
     count = enqueue_due_runs()

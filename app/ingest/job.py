@@ -14,7 +14,7 @@ def _message(counts: Counts) -> str:
             f"{counts.conflicts} conflicts, {counts.rejected} rejected")
 
 
-@job_kind("ingest", max_retries=3, time_limit=1500, cost_estimate=5.0)
+@job_kind("ingest", max_retries=3, time_limit=400, cost_estimate=5.0)
 def ingest(job: JobContext) -> dict:
     """Ingest ``payload["s3_path"]`` (relative to the tenant's folder) with ``payload["source"]``.
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from periodiq import cron
 from sqlalchemy.orm import Session
 
-import app.broker  # noqa: F401  (the broker is set before any actor is declared)
+from app.broker import HOUSEKEEPING_TIME_LIMIT_MS  # (the broker is set before any actor is declared)
 from app.db import Database, get_db, utcnow
 from app.quota.models import METRICS, UsageDaily, UsageMonthly
 
@@ -75,7 +75,8 @@ def final_months(session: Session, start: date, end: date) -> set[date]:
             if at >= datetime.combine(next_month(month), time(), UTC) + FINAL_AFTER}
 
 
-@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, periodic=cron("41 * * * *"))
+@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, time_limit=HOUSEKEEPING_TIME_LIMIT_MS,
+                periodic=cron("41 * * * *"))
 def roll_up_usage() -> None:
     """Hourly: roll up this month's usage and the previous month's. Safe to run twice."""
     this = month_start(utcnow().date())

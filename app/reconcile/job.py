@@ -9,7 +9,7 @@ from app.settings import get_settings
 __all__ = ["reconcile"]
 
 
-@job_kind(RECONCILE_KIND, max_retries=3, time_limit=1500, cost_estimate=10.0)
+@job_kind(RECONCILE_KIND, max_retries=3, time_limit=400, cost_estimate=10.0)
 def reconcile(job: JobContext) -> dict:
     """Run ``payload["run_id"]`` (made by ``enqueue_reconcile``, which holds the source, period and tolerances).
 

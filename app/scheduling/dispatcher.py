@@ -23,7 +23,9 @@ the threads lead. Each round it:
 A crash between 4's publish and its mark re-publishes the jobs later: delivery
 is at-least-once, and the gate's claim lets only one copy run. Every few
 seconds the leader also re-dispatches jobs whose lease expired and re-counts
-the backlog (in case a notification was lost).
+the backlog (in case a notification was lost). On the in-process broker, whose
+messages die with their process, the first leader of a process re-dispatches
+at once every job that earlier processes left in flight.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ from app.scheduling.fairness import Candidate, FairQueue
 from app.scheduling.hotpath import Dedicated
 from app.scheduling.kinds import JOBS_QUEUE, kinds
 from app.scheduling.leader import make_leadership
-from app.scheduling.publisher import make_publisher
+from app.scheduling.publisher import PublishError, make_publisher
 from app.scheduling.store import Head, Store
 from app.settings import Settings, get_settings
 
@@ -222,6 +224,11 @@ class Dispatcher:
         # slot of the window: seen at a worker's stop, when its thread leads once the companion is gone)
         self.queue = self._fair_queue()
         self._refresh_tenants(force=True)
+        if getattr(self.leadership, "predecessors_gone", False) and not getattr(self.publisher, "durable", True):
+            # the in-process broker: the messages of the jobs earlier processes left in flight went
+            # with them; left as they are, they would fill the window until their lease ran out
+            self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=self._time_limits(),
+                            orphaned=True)
         counts: dict[str, int] = defaultdict(int)
         for job_id, tenant_id, kind, state in self.store.in_flight():
             self.in_flight[job_id] = InFlight(tenant_id, kind, self.estimates.get(kind, 0.05))
@@ -356,9 +363,16 @@ class Dispatcher:
             return
         try:
             self.publisher.publish(messages)
-        except Exception:
-            logger.exception("publishing %d jobs failed; they stay queued", len(messages))
-            self._take_back(chosen)
+        except Exception as exc:
+            # the in-process broker takes messages one by one: those sent before the failure are
+            # in it, and taken back they would be published again (a pipelined publisher's batch
+            # is all or nothing)
+            sent = exc.sent if isinstance(exc, PublishError) else 0
+            logger.error("publishing %d of %d jobs failed; they stay queued", len(messages) - sent, len(messages),
+                         exc_info=exc.__cause__ or exc)
+            self._take_back(chosen[sent:])
+            if sent:
+                self._sent(chosen[:sent], utcnow())
             return
         self._sent(chosen, utcnow())
 
@@ -464,10 +478,13 @@ class Dispatcher:
             self.queue.notify(tenant_id)
         self._last_due_check = now
 
+    @staticmethod
+    def _time_limits() -> dict[str, float]:
+        return {name: k.time_limit for name, k in kinds().items()}
+
     def _housekeeping(self) -> None:
         self._housekeeping_at = time.monotonic()
-        limits = {name: k.time_limit for name, k in kinds().items()}
-        self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=limits)
+        self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=self._time_limits())
         for tenant_id in self.store.backlog():  # a safety net for lost news: no buffer is dropped
             self.queue.remind(tenant_id)
 

@@ -8,7 +8,7 @@ import dramatiq
 import sqlalchemy as sa
 from periodiq import cron
 
-import app.broker  # noqa: F401  (the broker is set before any actor is declared)
+from app.broker import HOUSEKEEPING_TIME_LIMIT_MS  # (the broker is set before any actor is declared)
 from app.db import get_db, utcnow
 from app.scheduling.periodic import PeriodicRun
 from app.settings import get_settings
@@ -34,7 +34,8 @@ def purge_old_periodic_runs(*, older_than: timedelta) -> int:
     return result.rowcount or 0
 
 
-@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, periodic=cron("17 * * * *"))
+@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, time_limit=HOUSEKEEPING_TIME_LIMIT_MS,
+                periodic=cron("17 * * * *"))
 def purge_periodic_runs() -> None:
     """Hourly: forget periodic runs older than ``FAIRQ_PERIODIC_RETENTION_DAYS``. Safe to run twice."""
     days = get_settings().periodic_retention_days
@@ -42,7 +43,8 @@ def purge_periodic_runs() -> None:
     logger.info("purged %d periodic run records older than %d days", deleted, days)
 
 
-@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, periodic=cron("23 * * * *"))
+@dramatiq.actor(queue_name="fairq.housekeeping", max_retries=0, time_limit=HOUSEKEEPING_TIME_LIMIT_MS,
+                periodic=cron("23 * * * *"))
 def purge_revoked_tokens() -> None:
     """Hourly: forget revocations of tokens that have expired anyway. Safe to run twice."""
     from app.tenancy.tokens import purge_expired_revocations

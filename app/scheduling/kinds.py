@@ -133,7 +133,7 @@ def job_kind(
     name: str,
     *,
     max_retries: int = 3,
-    time_limit: float = 600.0,
+    time_limit: float = 300.0,
     cost_estimate: float = 0.05,
     api: bool = False,
 ) -> Callable[[Callable[[JobContext], dict | None]], JobKind]:
@@ -142,19 +142,26 @@ def job_kind(
     Parameters:
       name: the kind's name, e.g. ``ingest``.
       max_retries: retries after the first attempt before the job is dead.
-      time_limit: seconds an attempt may run (keep it below RabbitMQ's consumer
-        ack timeout, 30 minutes by default).
+      time_limit: seconds an attempt may run. Dramatiq acknowledges a message after
+        running it, so this and the wait in a worker's buffer must stay below
+        RabbitMQ's consumer ack timeout (see :mod:`app.scheduling.acks`: 405 s
+        at most with the defaults).
       cost_estimate: expected run time in seconds, charged at dispatch until
         the kind's measured run time replaces it.
       api: whether tenants may enqueue it directly with ``POST /jobs``.
 
     Returns:
       A decorator for ``fn(job: JobContext) -> dict | None``.
+
+    Raises:
+      ValueError: the name is taken, or the time limit alone is over the ack timeout's budget.
     """
+    from app.scheduling.acks import check_time_limit
+    from app.settings import get_settings
+
     if name in _kinds:
         raise ValueError(f"job kind {name!r} is declared twice")
-    if time_limit >= 1800:
-        raise ValueError("time_limit must stay below RabbitMQ's 30 minute consumer ack timeout")
+    check_time_limit(name, time_limit, get_settings().broker_ack_timeout_seconds)
 
     def decorate(fn: Callable[[JobContext], dict | None]) -> JobKind:
         import app.broker  # noqa: F401  (the broker is set before the actor is declared)

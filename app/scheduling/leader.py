@@ -9,6 +9,13 @@ A dispatcher companion (:mod:`app.scheduling.companion`, a process of its own
 beside the worker processes) also holds a second lock, shared: while any
 companion is up, the dispatcher threads of worker processes stand by, and one
 that leads steps down (see :class:`~app.scheduling.dispatcher.Dispatcher`).
+
+On SQLite the lock is a thread lock in this process and, across processes on
+the same database file, an ``flock`` on a file beside it, which a process keeps
+from its first leadership until it exits: with the in-process broker a job in
+flight lives in one process, so the next process to lead must find its
+predecessors gone (and then puts back every job they left in flight:
+``LocalLeadership.predecessors_gone``).
 """
 from __future__ import annotations
 
@@ -41,6 +48,9 @@ _COMPANION_HELD = """
 """
 
 _local_lock = threading.Lock()
+#: The lock files this process holds (see :func:`_hold_for_life`): path -> open file descriptor.
+_held_files: dict[str, int] = {}
+_held_files_lock = threading.Lock()
 
 
 class Leadership:
@@ -66,11 +76,33 @@ class Leadership:
 
 
 class LocalLeadership(Leadership):
-    """The embedded default: one dispatcher per process, news through the in-process bus."""
+    """The embedded default: one dispatcher per process, news through the in-process bus.
+
+    Parameters:
+      lock_path: a file whose ``flock`` the leading process holds until it exits (beside the SQLite
+        database: one leading process per database). ``None``: this process alone is considered.
+    """
+
+    def __init__(self, lock_path: str | None = None) -> None:
+        self.lock_path = lock_path
+        #: set by the acquisition that took the lock file for this process: every process that led
+        #: before on this database has exited, and with it whatever its in-process broker held
+        self.predecessors_gone = False
 
     def try_acquire(self) -> bool:
         if not self.held:
             self.held = _local_lock.acquire(blocking=False)
+            if self.held and self.lock_path is not None:
+                try:
+                    taken = _hold_for_life(self.lock_path)
+                except OSError:
+                    logger.exception("could not open the dispatcher's lock file %s", self.lock_path)
+                    taken = None
+                if taken is None:  # another process leads
+                    self.held = False
+                    _local_lock.release()
+                else:
+                    self.predecessors_gone = taken
         return self.held
 
     def release(self) -> None:
@@ -174,8 +206,32 @@ class PostgresLeadership(Leadership):
         self._connection = None
 
 
+def _hold_for_life(path: str) -> bool | None:
+    """Take the ``flock`` of ``path`` for this process, and keep it until the process exits.
+
+    Returns:
+      ``True`` if taken now, ``False`` if this process held it already, ``None`` if another does.
+    """
+    import fcntl
+
+    with _held_files_lock:
+        if path in _held_files:
+            return False
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        _held_files[path] = fd
+        return True
+
+
 def make_leadership(database_url: str, *, companion: bool = False) -> Leadership:
     """Leadership for the database at ``database_url`` (``companion``: a companion's)."""
     if database_url.startswith("postgresql"):
         return PostgresLeadership(database_url, companion=companion)
+    database = make_url(database_url).database
+    if database and database != ":memory:":
+        return LocalLeadership(lock_path=f"{os.path.abspath(database)}-dispatcher.lock")
     return LocalLeadership()

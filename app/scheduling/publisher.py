@@ -6,6 +6,10 @@ whole batches instead, on a channel of its own in transaction mode: publish
 the batch, then one ``tx.commit`` — when it returns, RabbitMQ holds every
 message (persistent, on durable queues). ``bench/publish.py`` measures this
 against per-message confirms.
+
+On the embedded default the broker is Dramatiq's in-process StubBroker, which
+takes messages one at a time: a batch that fails part-way raises
+:class:`PublishError` saying how many went out, so that only the rest are taken back.
 """
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ import dramatiq
 import pika
 from dramatiq.broker import Broker
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
 
-__all__ = ["Publisher", "make_publisher", "connection_parameters"]
+__all__ = ["Publisher", "PublishError", "make_publisher", "connection_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +33,52 @@ def connection_parameters(broker: RabbitmqBroker):
     return parameters[0] if isinstance(parameters, list) else parameters
 
 
+class PublishError(Exception):
+    """A batch failed part-way: its first ``sent`` messages are in the broker, the rest are not."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"publishing failed after {sent} messages")
+        self.sent = sent
+
+
 class Publisher:
-    """Publishes through the broker itself (the in-process StubBroker)."""
+    """Publishes through the broker itself (the in-process StubBroker), one message at a time."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self._rerouted: set[str] = set()
+
+    @property
+    def durable(self) -> bool:
+        """Whether the messages sent outlive this process. The in-process broker's do not: when the
+        process ends they are gone, and their jobs must be dispatched again (see ``Store.lost``)."""
+        return not isinstance(self.broker, StubBroker)
 
     def publish(self, messages: Sequence[dramatiq.Message]) -> None:
-        """Send every message; raises if any could not be sent."""
-        for message in messages:
-            self.broker.enqueue(message)
+        """Send every message, in order.
+
+        A message for a queue this broker has not declared — a tenant's dedicated queue, which
+        needs RabbitMQ and workers started with ``-Q`` for it — goes to its actor's own queue, the
+        one this process's worker consumes (logged once per queue).
+
+        Raises:
+          PublishError: a message could not be sent (the ones before it were; ``__cause__`` says why).
+        """
+        for sent, message in enumerate(messages):
+            try:
+                self.broker.enqueue(self._routed(message))
+            except Exception as exc:
+                raise PublishError(sent) from exc
+
+    def _routed(self, message: dramatiq.Message) -> dramatiq.Message:
+        if message.queue_name in self.broker.get_declared_queues():
+            return message
+        home = self.broker.get_actor(message.actor_name).queue_name
+        if message.queue_name not in self._rerouted:
+            self._rerouted.add(message.queue_name)
+            logger.warning("queue %s is a dedicated queue, which needs RabbitMQ (workers started with -Q "
+                           "for it); on the in-process broker its jobs run on %s", message.queue_name, home)
+        return message.copy(queue_name=home)
 
     def close(self) -> None:
         pass

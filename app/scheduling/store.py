@@ -325,12 +325,20 @@ class Store:
         finished = [Finished(*row) for row in rows if row[3] != "running"]
         return finished, {row[0] for row in rows if row[3] == "running"}
 
-    def lost(self, *, lease_seconds: float, time_limits: dict[str, float]) -> list[int]:
+    def lost(self, *, lease_seconds: float, time_limits: dict[str, float], orphaned: bool = False) -> list[int]:
         """Put back in the queue jobs dispatched or running past their lease (lost message, dead worker).
 
         A running job's clock starts at its claim, and its message may then wait in its worker
         process's buffer until a thread is free — at most the longest time limit of any kind — so
         a running job is lost only after its own limit, that longest one and the lease.
+
+        With ``orphaned``, every job dispatched or running is lost, whatever its lease: the process
+        whose in-process broker held their messages, and whose worker ran them, is gone. Either way
+        a running job keeps the attempt its claim counted, as for a worker that died (its next
+        claim counts another; a job out of retries then dies as any other).
+
+        Returns:
+          The ids of the jobs put back.
         """
         now = utcnow()
         longest = max(time_limits.values(), default=600.0)
@@ -343,19 +351,23 @@ class Store:
             for job_id, kind, state, dispatched_at, started_at in rows:
                 since = started_at if state == "running" else dispatched_at
                 limit = time_limits.get(kind, 600.0) + longest if state == "running" else 0.0
-                if since is not None and (now - since).total_seconds() > limit + lease_seconds:
-                    done = connection.execute(
-                        jobs.update().where(jobs.c.id == job_id, jobs.c.state == state)
-                        .values(state="queued", last_error=f"lease expired while {state}; re-dispatched")
-                        .returning(jobs.c.tenant_id)
-                    ).scalar()
-                    if done is not None:
-                        requeued.append(job_id)
-                        signals.announce(connection, done)
-                        logger.info("job %s queued again: lease expired while %s", job_id, state,
-                                    extra={"job_id": job_id, "tenant_id": done, "state": "queued"})
+                expired = since is not None and (now - since).total_seconds() > limit + lease_seconds
+                if not (orphaned or expired):
+                    continue
+                why = f"left {state} by a stopped process" if orphaned else f"lease expired while {state}"
+                done = connection.execute(
+                    jobs.update().where(jobs.c.id == job_id, jobs.c.state == state)
+                    .values(state="queued", last_error=f"{why}; re-dispatched")
+                    .returning(jobs.c.tenant_id)
+                ).scalar()
+                if done is not None:
+                    requeued.append(job_id)
+                    signals.announce(connection, done)
+                    logger.info("job %s queued again: %s", job_id, why,
+                                extra={"job_id": job_id, "tenant_id": done, "state": "queued"})
         if requeued:
-            logger.warning("re-dispatching %d jobs whose lease expired: %s", len(requeued), requeued[:20])
+            logger.warning("re-dispatching %d jobs %s: %s", len(requeued),
+                           "a stopped process left in flight" if orphaned else "whose lease expired", requeued[:20])
         return requeued
 
     def tenants(self) -> dict[str, tuple[int, str, bool]]:

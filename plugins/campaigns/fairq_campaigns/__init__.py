@@ -22,7 +22,7 @@ def fairq_register_channels() -> list[Channel]:
 @hookimpl
 def fairq_register_job_kinds() -> list[JobKindSpec]:
     return [
-        JobKindSpec(name="campaign.run", run=execution.run_campaign, max_retries=3, time_limit=1500,
+        JobKindSpec(name="campaign.run", run=execution.run_campaign, max_retries=3, time_limit=400,
                     cost_estimate=1.0),
         JobKindSpec(name="campaign.deliver", run=execution.deliver, max_retries=4, time_limit=120,
                     cost_estimate=0.005),
