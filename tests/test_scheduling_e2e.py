@@ -47,25 +47,40 @@ def test_jobs_of_two_tenants_run_through_rabbitmq(client, worker):
     assert job.run_seconds > 0
 
 
-def test_a_failing_job_retries_with_backoff_then_succeeds(client, worker, fast_retries, caplog):
-    """Each retry waits at least the low end of its backoff (0.5 x base x 2^(n-1)): 0.1 s, then
-    0.2 s here; with no backoff the next attempt would start within milliseconds."""
+def test_a_failing_job_retries_with_backoff_then_succeeds(client, worker, fast_retries, caplog, monkeypatch):
+    """Each failed attempt asks for a retry at least the low end of its backoff later (0.5 x base
+    x 2^(n-1): 0.1 s, then 0.2 s here), and the next attempt does not start before that. (Timing
+    the gaps alone proves nothing: with no backoff at all the dispatcher's due check still takes
+    a few hundred milliseconds to send the retry.)"""
     import logging
 
+    from app.scheduling.store import Store
     from app.settings import Settings, use_settings
 
     use_settings(Settings.load(**{**fast_retries.model_dump(), "retry_backoff_seconds": 0.2,
                                   "retry_backoff_max_seconds": 10.0}))  # the gate reads it per outcome
     caplog.set_level(logging.INFO, logger="app.scheduling.gate")
+    outcomes = []
+    finish_many = Store.finish_many
+
+    def recording(self, batch, **kwargs):  # the outcomes the gate writes, as they are written
+        outcomes.extend(batch)
+        return finish_many(self, batch, **kwargs)
+
+    monkeypatch.setattr(Store, "finish_many", recording)
     a = sign_up(client, "acme")
     job_id = enqueue(client, a, {"fail_attempts": 2})
     wait_for(lambda: states([job_id])[job_id] == "succeeded")
     assert job_row(job_id).attempts == 3
 
+    mine = [o for o in outcomes if o.started.job_id == job_id]
+    assert [o.state for o in mine] == ["failed", "failed", "succeeded"]
+    asked = [(o.not_before - o.began_at).total_seconds() for o in mine[:2]]  # the delay, plus the short run
+    assert asked[0] >= 0.1 and asked[1] >= 0.2, asked  # the backoff's minimum, doubled for the second retry
     starts = [r.created for r in caplog.records if r.getMessage().startswith(f"job {job_id} running (attempt ")]
-    waits = [later - earlier for earlier, later in zip(starts, starts[1:])]  # each includes the failed run
-    assert len(waits) == 2, waits
-    assert waits[0] >= 0.1 and waits[1] >= 0.2, waits  # at least the backoff's minimum, which doubles
+    assert len(starts) == 3
+    for failed, next_start in zip(mine[:2], starts[1:]):
+        assert next_start >= failed.not_before.timestamp()  # the retry waited for its time
 
 
 def test_a_job_out_of_retries_dies_lands_in_the_dlq_and_replays(client, worker):
