@@ -33,6 +33,9 @@ os.environ["FAIRQ_JWT_SECRET"] = secrets.token_urlsafe(48)
 os.environ["FAIRQ_BCRYPT_ROUNDS"] = "4"  # fast hashes in tests; the default is 12
 
 ROOT = Path(__file__).resolve().parent.parent
+# Subprocesses (``fairq``, ``dramatiq``) import this checkout's ``app``, not whichever tree the
+# editable install points at (a git worktree's tests must test the worktree).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def free_port() -> int:

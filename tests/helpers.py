@@ -61,6 +61,22 @@ def assert_cross_tenant_404(client, method: str, url: str, *, other: Login, json
     assert response.mimetype == "application/problem+json"
 
 
+def assert_operator_only(client, method: str, url: str, *, tenants: tuple[Login, ...], json=None) -> None:
+    """An operator endpoint (``/admin/*``): 401 without a token, and 403 problem ``role-required``
+    with a tenant's token, the owning tenant's included: never 200, never the data.
+
+    Operator endpoints see every tenant, so a tenant's token is refused before any lookup (403,
+    not the 404 of :func:`assert_cross_tenant_404`). Call it for every operator endpoint.
+    """
+    response = client.open(url, method=method, json=json)
+    assert response.status_code == 401, (method, url, response.status_code, response.get_data(as_text=True))
+    for tenant in tenants:
+        response = client.open(url, method=method, json=json, headers=tenant.headers)
+        assert response.status_code == 403, (method, url, tenant.tenant_id, response.get_data(as_text=True))
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["type"] == "/problems/role-required"
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
     """Poll ``predicate`` until it returns something true; that value, or AssertionError on timeout."""
     deadline = time.monotonic() + timeout

@@ -103,12 +103,13 @@ def test_a_csv_audience_is_checked_against_the_template(client, real_settings):
 
 def test_the_campaign_and_its_event_commit_together_or_not_at_all(client, real_settings):
     """Over the jobs quota, the event cannot be written: the campaign is not written either."""
-    from app.settings import Settings
+    from app.settings import Settings, use_settings
 
     a = sign_up(client, "acme")
+    settings = Settings.load(**{**real_settings.model_dump(), "plans": {"tiny": {"jobs_per_day": 0}}})
+    use_settings(settings)
+    client.application.config["FAIRQ_SETTINGS"] = settings
     tenancy.update_tenant("acme", tenancy.TenantChanges(plan="tiny"))
-    client.application.config["FAIRQ_SETTINGS"] = Settings.load(
-        **{**real_settings.model_dump(), "plans": {"tiny": {"jobs_per_day": 0}}})
     response = create(client, a)
     assert response.status_code == 429 and response.get_json()["quota"] == "jobs_per_day"
     assert campaign_rows() == []

@@ -373,8 +373,8 @@ def test_a_tick_over_the_quota_skips_its_occurrence(client, real_settings):
 
     a = sign_up(client, "acme")
     campaign = create(client, a, schedule="0 * * * *")
-    tenancy.update_tenant("acme", tenancy.TenantChanges(plan="none"))
     use_settings(Settings.load(**{**real_settings.model_dump(), "plans": {"none": {"jobs_per_day": 0}}}))
+    tenancy.update_tenant("acme", tenancy.TenantChanges(plan="none"))
     with system_session() as session:
         due = session.get(Campaign, campaign["id"]).next_run_at
     assert schedule.enqueue_due_runs(due + timedelta(seconds=1)) == 0

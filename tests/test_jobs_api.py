@@ -103,3 +103,34 @@ def test_over_a_hard_quota_the_enqueue_is_429_naming_it(real_settings, db):
     assert body["resets_at"] and int(refused.headers["Retry-After"]) > 0
     # nothing half-applied: still two jobs
     assert len(client.get("/jobs", headers=a.headers).get_json()["items"]) == 2
+
+
+def test_a_monthly_quota_counts_every_day_of_the_month_and_only_this_month(real_settings, db, monkeypatch):
+    """On a faked 20 May: usage from 2 May counts against ``jobs_per_month``, usage from 30 April
+    does not, and the refusal says the quota resets on 1 June (the daily quota is not the one hit)."""
+    from datetime import UTC, date, datetime
+
+    from app import create_app
+    from app.scheduling.store import add_usage
+    from app.settings import Settings
+    from app.tenancy import service
+    from app.tenancy.scoping import tenant_session
+
+    now = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
+    monkeypatch.setattr("app.quota.quotas.utcnow", lambda: now)  # the quota's clock
+    monkeypatch.setattr("app.scheduling.jobs.utcnow", lambda: now)  # the day the usage is metered on
+    plans = {"monthly": {"jobs_per_day": 100, "jobs_per_month": 5}}
+    client = create_app(Settings.load(**{**real_settings.model_dump(), "plans": plans})).test_client()
+    a = sign_up(client, "acme")
+    service.update_tenant("acme", service.TenantChanges(plan="monthly"))
+    with tenant_session("acme") as session:
+        add_usage(session.connection(), tenant_id="acme", kind="noop", day=date(2026, 4, 30), jobs=100)
+        add_usage(session.connection(), tenant_id="acme", kind="noop", day=date(2026, 5, 2), jobs=3)
+    assert enqueue(client, a).status_code == 202  # 3 + 1 of 5
+    assert enqueue(client, a).status_code == 202  # 5 of 5
+    refused = enqueue(client, a)
+    assert refused.status_code == 429, refused.get_json()
+    body = refused.get_json()
+    assert (body["quota"], body["limit"], body["usage"]) == ("jobs_per_month", 5, 5)
+    assert body["resets_at"] == "2026-06-01T00:00:00+00:00"
+    assert int(refused.headers["Retry-After"]) == 11 * 86400 + 12 * 3600

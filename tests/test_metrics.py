@@ -125,4 +125,7 @@ def test_a_job_over_its_concurrency_cap_counts_as_a_deferral(real_settings):
         Gate().before_process_message(None, kinds()["noop"].actor.message(job_id))
     assert deferred._value.get() - before == 1
     with system_session() as session:
-        assert session.get(Job, job_id).state == "queued"
+        job = session.get(Job, job_id)
+        # back in the queue for later, its attempt given back: a deferral uses no retry
+        assert (job.state, job.attempts) == ("queued", 0) and job.not_before is not None
+        assert job.progress_message == "deferred: concurrency cap"

@@ -130,6 +130,65 @@ def test_jobs_a_rate_limit_holds_back_count_as_deferrals(embedded):
     assert deferred._value.get() - before == 3
 
 
+def test_with_redis_down_limited_jobs_wait_unlimited_ones_run_and_none_is_lost(embedded):
+    """The token buckets live in Redis: while it is unreachable the dispatcher fails safe. A
+    rate-limited tenant's jobs stay queued (none sent unchecked, none lost), an unlimited tenant's
+    go out, and once Redis answers again the limited ones go out at their rate, each once."""
+    import subprocess
+    import time
+
+    import redis
+
+    from app.quota import make_buckets
+    from app.scheduling.models import Job
+    from tests.conftest import free_port
+    from tests.helpers import wait_for
+
+    settings, db = embedded
+    port = free_port()  # nothing listens there yet: Redis is down
+    buckets = make_buckets(Settings.load(redis_url=f"redis://127.0.0.1:{port}/0"), timeout=0.2)
+    with system_session(db=db) as session:
+        session.add_all([Tenant(id="slow", name="slow", plan="slow"), Tenant(id="free", name="free")])
+    publisher = FakePublisher()
+    dispatcher = Dispatcher(None, settings, store=Store(db), publisher=publisher, buckets=buckets,
+                            leadership=NoNews())
+    add_jobs(settings, db, "slow", 3)
+    add_jobs(settings, db, "free", 3)
+    dispatcher.become_leader()
+
+    assert dispatcher.step() == 3 and tenant_of(db, publisher.sent) == ["free"] * 3
+    time.sleep(1.2)  # past the second a tenant refused tokens waits: asked again, still down
+    assert dispatcher.step() == 0 and len(publisher.sent) == 3
+    with system_session(db=db) as session:
+        assert list(session.scalars(sa.select(Job.state).where(Job.tenant_id == "slow"))) == ["queued"] * 3
+
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _answers(redis.Redis(port=port, socket_timeout=0.2)), timeout=10)
+        sent_slow = []
+
+        def all_sent() -> bool:
+            dispatcher.step()
+            sent_slow.append(tenant_of(db, publisher.sent).count("slow"))
+            return sent_slow[-1] == 3
+
+        wait_for(all_sent, timeout=10, interval=0.05)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert 2 in sent_slow  # its burst of two first, the third a second later: the limit still holds
+    assert sorted(publisher.sent) == sorted(set(publisher.sent)) and len(publisher.sent) == 6  # each once
+    dispatcher.stop()
+
+
+def _answers(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
 def test_the_window_holds_jobs_waiting_in_the_broker_not_running_ones(embedded):
     """Jobs a worker claimed leave the window (they are no longer in the broker) but stay in flight
     (their tenants' caps and charges): claims heard as news, or found by the sweep if news was lost."""

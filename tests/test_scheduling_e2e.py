@@ -56,11 +56,40 @@ def test_jobs_of_two_tenants_run_through_rabbitmq(client, worker):
     assert job.run_seconds > 0
 
 
-def test_a_failing_job_retries_with_backoff_then_succeeds(client, worker):
+def test_a_failing_job_retries_with_backoff_then_succeeds(client, worker, fast_retries, caplog, monkeypatch):
+    """Each failed attempt asks for a retry at least the low end of its backoff later (0.5 x base
+    x 2^(n-1): 0.1 s, then 0.2 s here), and the next attempt does not start before that. (Timing
+    the gaps alone proves nothing: with no backoff at all the dispatcher's due check still takes
+    a few hundred milliseconds to send the retry.)"""
+    import logging
+
+    from app.scheduling.store import Store
+    from app.settings import Settings, use_settings
+
+    use_settings(Settings.load(**{**fast_retries.model_dump(), "retry_backoff_seconds": 0.2,
+                                  "retry_backoff_max_seconds": 10.0}))  # the gate reads it per outcome
+    caplog.set_level(logging.INFO, logger="app.scheduling.gate")
+    outcomes = []
+    finish_many = Store.finish_many
+
+    def recording(self, batch, **kwargs):  # the outcomes the gate writes, as they are written
+        outcomes.extend(batch)
+        return finish_many(self, batch, **kwargs)
+
+    monkeypatch.setattr(Store, "finish_many", recording)
     a = sign_up(client, "acme")
     job_id = enqueue(client, a, {"fail_attempts": 2})
     wait_for(lambda: states([job_id])[job_id] == "succeeded")
     assert job_row(job_id).attempts == 3
+
+    mine = [o for o in outcomes if o.started.job_id == job_id]
+    assert [o.state for o in mine] == ["failed", "failed", "succeeded"]
+    asked = [(o.not_before - o.began_at).total_seconds() for o in mine[:2]]  # the delay, plus the short run
+    assert asked[0] >= 0.1 and asked[1] >= 0.2, asked  # the backoff's minimum, doubled for the second retry
+    starts = [r.created for r in caplog.records if r.getMessage().startswith(f"job {job_id} running (attempt ")]
+    assert len(starts) == 3
+    for failed, next_start in zip(mine[:2], starts[1:]):
+        assert next_start >= failed.not_before.timestamp()  # the retry waited for its time
 
 
 def test_a_job_out_of_retries_dies_lands_in_the_dlq_and_replays(client, worker):
@@ -88,6 +117,38 @@ def test_a_job_out_of_retries_dies_lands_in_the_dlq_and_replays(client, worker):
     wait_for(lambda: states([job_id])[job_id] == "succeeded")
     assert job_row(job_id).attempts == 1
     assert _dead_letter_count(broker) == 0  # replay took its message out of the DLQ
+
+
+def test_a_dead_job_replays_from_its_row_after_its_dead_letter_is_gone(client, worker):
+    """Dramatiq drops dead letters after 7 days; the ``dead`` row alone must be enough to replay."""
+    import pika
+
+    from app.scheduling import dlq
+    from app.scheduling.jobs import enqueue as enqueue_job
+    from app.scheduling.publisher import connection_parameters
+    from app.settings import get_settings
+    from app.tasks import broker
+    from app.tenancy.scoping import tenant_session
+
+    BROKEN["on"] = True
+    service.create_tenant("acme")
+    with tenant_session("acme") as session:
+        job, _ = enqueue_job(session, get_settings(), kind="test.flaky", payload={"order": 42})
+    job_id = job.id
+    wait_for(lambda: states([job_id])[job_id] == "dead")
+    wait_for(lambda: _dead_letter_count(broker) == 1)
+    connection = pika.BlockingConnection(connection_parameters(broker))
+    try:  # a week later: RabbitMQ has expired the message
+        connection.channel().queue_purge("fairq.jobs.XQ")
+    finally:
+        connection.close()
+    assert _dead_letter_count(broker) == 0
+
+    BROKEN["on"] = False
+    assert dlq.replay(dlq.DeadFilter(tenant_id="acme", kind="test.flaky"), broker=broker) == [job_id]
+    wait_for(lambda: states([job_id])[job_id] == "succeeded")
+    replayed = job_row(job_id)
+    assert (replayed.attempts, replayed.payload, replayed.result) == (1, {"order": 42}, {"ok": True})
 
 
 def _dead_letter_count(broker) -> int:
@@ -138,6 +199,32 @@ def test_a_time_limit_stops_a_job_that_runs_past_it(client, worker):
     a = sign_up(client, "globex")
     after = enqueue(client, a)  # the worker goes on
     wait_for(lambda: states([after])[after] == "succeeded", timeout=20)
+
+
+def test_a_tenant_paused_after_its_job_was_dispatched_is_deferred_at_the_worker_and_runs_on_resume(client, worker):
+    """The dispatcher sent acme's job while acme was active; acme is paused before a worker takes
+    the message. The gate turns it away: back to ``queued`` for later, no attempt used, counted as
+    a deferral; after resume it runs once."""
+    a, busy = sign_up(client, "acme"), sign_up(client, "globex")
+    # Given the worker's threads (4) and its prefetch buffer (8 messages) full of globex's work
+    filler = [enqueue(client, busy, {"sleep_ms": 2000}) for _ in range(8)]
+    wait_for(lambda: list(states(filler).values()).count("running") == 8, timeout=30)
+    deferred = instruments().deferrals.labels("acme", "paused")
+    before = deferred._value.get()
+    # When acme's job is dispatched (it waits in RabbitMQ) and acme is paused then
+    job_id = enqueue(client, a)
+    wait_for(lambda: states([job_id])[job_id] == "dispatched", timeout=10, interval=0.01)
+    service.update_tenant("acme", service.TenantChanges(paused=True))
+    # Then the worker turns it away as it reaches it
+    wait_for(lambda: deferred._value.get() - before >= 1, timeout=30)
+    job = job_row(job_id)
+    assert (job.state, job.attempts, job.started_at) == ("queued", 0, None), (job.state, job.attempts)
+    assert job.progress_message == "deferred: tenant paused"
+    time.sleep(2.5)  # and it stays waiting while acme is paused (the dispatcher re-reads tenants every 2 s)
+    assert (job_row(job_id).state, job_row(job_id).attempts) == ("queued", 0)
+    service.update_tenant("acme", service.TenantChanges(paused=False))
+    wait_for(lambda: states([job_id])[job_id] == "succeeded", timeout=30)
+    assert job_row(job_id).attempts == 1  # one attempt: the deferral used no retry
 
 
 def test_cancelling_a_running_job_stops_it_at_a_checkpoint(client, worker):

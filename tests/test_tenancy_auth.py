@@ -299,6 +299,21 @@ def test_admin_endpoints_are_for_operators_only(client):
     problem(client.get("/admin/tenants/_platform", headers=ops.headers), 404, "not-found")
 
 
+def test_an_unknown_plan_is_refused_and_nothing_changes(client):
+    from app.tenancy import service
+
+    sign_up(client, "acme")
+    service.create_operator(client.application.config["FAIRQ_SETTINGS"], email="ops@fairq.example", password=PASSWORD)
+    ops = login(client, "_platform", "ops@fairq.example")
+    body = problem(client.patch("/admin/tenants/acme", json={"plan": "gold", "weight": 3}, headers=ops.headers),
+                   400, "/problems/validation-error")
+    assert "unknown plan 'gold'" in body["detail"] and body["errors"] == [{"field": "plan", "message": "unknown plan"}]
+    tenant = client.get("/admin/tenants/acme", headers=ops.headers).get_json()
+    assert (tenant["plan"], tenant["weight"]) == ("default", 1)  # nothing half-applied
+    changed = client.patch("/admin/tenants/acme", json={"plan": "pro"}, headers=ops.headers)
+    assert changed.status_code == 200 and changed.get_json()["plan"] == "pro"
+
+
 def test_operators_have_no_tenant_data(client):
     from app.tenancy import service
 

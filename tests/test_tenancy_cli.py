@@ -5,10 +5,10 @@ from tests.conftest import run_fairq
 from tests.helpers import PASSWORD
 
 
-def fairq(*args, stdin=None):
+def fairq(*args, stdin=None, env=None):
     import subprocess
 
-    return subprocess.run(["fairq", *args], input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["fairq", *args], input=stdin, capture_output=True, text=True, timeout=60, env=env)
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +36,8 @@ def test_tenants_create_list_show_update():
         (("tenants", "show", "nope"), "no tenant nope"),
         (("tenants", "update", "nope", "--weight", "3"), "no tenant nope"),
         (("tenants", "update", "acme"), "nothing to change"),
+        (("tenants", "update", "acme", "--plan", "gold"), "unknown plan 'gold'"),
+        (("tenants", "create", "globex", "--plan", "gold"), "unknown plan 'gold'"),
         (("users", "list", "--tenant", "nope"), "no tenant nope"),
         (("users", "disable", "--tenant", "acme", "ghost@acme.example"), "no user"),
     ],
@@ -46,6 +48,18 @@ def test_bad_input_exits_2_with_a_reason(args, message):
     assert result.returncode == 2, result
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_plan_must_exist_built_in_or_in_fairq_plans():
+    import os
+
+    fairq("tenants", "create", "acme")
+    refused = fairq("tenants", "update", "acme", "--plan", "gold", "--weight", "3")
+    assert refused.returncode == 2 and "the plans are dedicated, default, free, pro" in refused.stderr
+    assert "weight=1 " in fairq("tenants", "list").stdout  # nothing half-applied
+    gold = {**os.environ, "FAIRQ_PLANS": '{"gold": {"rate": 5}}'}
+    accepted = fairq("tenants", "update", "acme", "--plan", "gold", env=gold)
+    assert accepted.returncode == 0 and "plan=gold" in accepted.stdout, accepted.stderr
 
 
 def test_a_duplicate_tenant_exits_2():

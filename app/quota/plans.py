@@ -1,8 +1,9 @@
 """Plans: what each tenant may run — rate, burst and concurrency per job kind, quotas, queue placement.
 
 Built-in plans are below; ``FAIRQ_PLANS`` adds or replaces plans by name. A
-tenant's ``plan`` column names its plan; an unknown name falls back to
-``default`` (logged), so a typo never stops a tenant's work.
+tenant's ``plan`` column names its plan. The CLI and the API refuse a name that
+is not a plan; one that stops being a plan later (taken out of ``FAIRQ_PLANS``)
+falls back to ``default`` (logged), so it never stops a tenant's work.
 """
 from __future__ import annotations
 

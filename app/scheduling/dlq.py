@@ -9,6 +9,7 @@ message from the broker's dead-letter queue, so it is never seen twice.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,14 +73,14 @@ def replay(selection: DeadFilter, *, broker=None, db: Database | None = None, al
         rows = connection.execute(
             jobs.update().where(selection.where())
             .values(state="queued", attempts=0, not_before=None, finished_at=None, cancel_requested=False)
-            .returning(jobs.c.id, jobs.c.tenant_id)
+            .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.queue)
         ).all()
-        for tenant_id in {tenant for _, tenant in rows}:
+        for tenant_id in {tenant for _, tenant, _ in rows}:
             signals.announce(connection, tenant_id)
-    ids = [job_id for job_id, _ in rows]
-    if ids and broker is not None:
-        drop_broker_dead_letters(broker, ids)
-    for job_id, tenant_id in rows:
+    ids = [job_id for job_id, _, _ in rows]
+    if broker is not None:
+        _drop_by_queue(broker, [(job_id, queue) for job_id, _, queue in rows])
+    for job_id, tenant_id, _ in rows:
         logger.info("job %s replayed", job_id, extra={"job_id": job_id, "tenant_id": tenant_id, "state": "queued"})
     logger.info("replayed %d dead jobs", len(ids))
     return ids
@@ -89,9 +90,10 @@ def purge(selection: DeadFilter, *, broker=None, db: Database | None = None, all
     """Forget dead jobs for good: their rows and their dead-letter messages. Returns their ids."""
     _refuse_everything(selection, allow_all)
     with (db or get_db()).system() as connection:
-        ids = list(connection.scalars(jobs.delete().where(selection.where()).returning(jobs.c.id)))
-    if ids and broker is not None:
-        drop_broker_dead_letters(broker, ids)
+        rows = connection.execute(jobs.delete().where(selection.where()).returning(jobs.c.id, jobs.c.queue)).all()
+    if broker is not None:
+        _drop_by_queue(broker, rows)
+    ids = [job_id for job_id, _ in rows]
     logger.info("purged %d dead jobs", len(ids))
     return ids
 
@@ -99,6 +101,17 @@ def purge(selection: DeadFilter, *, broker=None, db: Database | None = None, all
 def _refuse_everything(selection: DeadFilter, allow_all: bool) -> None:
     if selection.everything and not allow_all:
         raise Invalid("give a tenant, a kind or job ids (or ask for all of them explicitly)")
+
+
+def _drop_by_queue(broker, jobs_and_queues: Sequence[tuple[int, str | None]]) -> None:
+    """Drop the dead letters of these jobs from the dead-letter queue of each one's own queue: the
+    shared one, or its tenant's dedicated ``fairq.t.<tenant>`` (a job keeps the queue it was
+    enqueued for, so its message died there)."""
+    by_queue: dict[str, list[int]] = defaultdict(list)
+    for job_id, queue in jobs_and_queues:
+        by_queue[queue or JOBS_QUEUE].append(job_id)
+    for queue, job_ids in sorted(by_queue.items()):
+        drop_broker_dead_letters(broker, job_ids, queue=queue)
 
 
 def drop_broker_dead_letters(broker, job_ids: Sequence[int], *, queue: str = JOBS_QUEUE) -> int:

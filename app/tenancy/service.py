@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
-from app.settings import Settings
+from app.quota.plans import plans
+from app.settings import Settings, get_settings
 from app.tenancy.identity import Identity
 from app.tenancy.login_limits import LoginLimits
 from app.tenancy.models import PLATFORM_TENANT, TENANT_ID_PATTERN, TENANT_ROLES, Tenant, User
@@ -191,9 +192,10 @@ class TenantChanges:
 
 
 def create_tenant(tenant_id: str, *, name: str | None = None, weight: int = 1, plan: str = "default") -> Tenant:
-    """Raises: Invalid, Conflict."""
+    """Raises: Invalid (a bad id, weight or an unknown plan), Conflict."""
     check_tenant_id(tenant_id)
     _check_weight(weight)
+    _check_plan(plan)
     try:
         with system_session() as session:
             tenant = Tenant(id=tenant_id, name=name or tenant_id, weight=weight, plan=plan)
@@ -219,9 +221,11 @@ def get_tenant(tenant_id: str) -> Tenant:
 
 
 def update_tenant(tenant_id: str, changes: TenantChanges) -> Tenant:
-    """Change a tenant's name, weight, plan or pause. Raises: NotFound, Invalid."""
+    """Change a tenant's name, weight, plan or pause. Raises: NotFound, Invalid (an unknown plan too)."""
     if changes.weight is not None:
         _check_weight(changes.weight)
+    if changes.plan is not None:
+        _check_plan(changes.plan)
     with system_session() as session:
         tenant = session.get(Tenant, tenant_id)
         if tenant is None or tenant.id == PLATFORM_TENANT:
@@ -238,6 +242,15 @@ def _check_weight(weight: int) -> None:
     if not 1 <= weight <= 1_000_000:
         raise Invalid("weight must be a whole number from 1 to 1000000",
                       errors=[{"field": "weight", "message": "1 to 1000000"}])
+
+
+def _check_plan(plan: str) -> None:
+    """A plan must exist (built in or in ``FAIRQ_PLANS``): a typo would otherwise put the tenant on
+    ``default`` without a word (see :func:`app.quota.plans.plan_for`)."""
+    known = plans(get_settings())
+    if plan not in known:
+        raise Invalid(f"unknown plan {plan!r}; the plans are {', '.join(sorted(known))}",
+                      errors=[{"field": "plan", "message": "unknown plan"}])
 
 
 # -- users ---------------------------------------------------------------------------------

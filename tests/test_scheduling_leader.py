@@ -1,0 +1,69 @@
+"""One dispatcher leader at a time: the in-process lock, and PostgreSQL's advisory lock across processes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.scheduling.leader import LocalLeadership, PostgresLeadership
+from tests.conftest import ROOT
+from tests.helpers import wait_for
+
+#: A process that takes the dispatcher's lock, says so, and holds it until it is killed.
+HOLDER = """
+import sys, time
+from app.scheduling.leader import PostgresLeadership
+leadership = PostgresLeadership(sys.argv[1])
+print("held" if leadership.try_acquire() else "refused", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_local_leadership_in_the_same_process_is_refused_until_the_first_releases():
+    first, second = LocalLeadership(), LocalLeadership()
+    try:
+        assert first.try_acquire() and first.held
+        assert not second.try_acquire() and not second.held
+        assert first.try_acquire()  # the holder asking again keeps it
+        first.release()
+        assert second.try_acquire() and not first.try_acquire()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_two_postgres_leaderships_exclude_each_other_and_hand_over_on_release(db, settings):
+    first, second = PostgresLeadership(settings.database_url), PostgresLeadership(settings.database_url)
+    try:
+        assert first.try_acquire()
+        assert not second.try_acquire()
+        assert first.try_acquire()  # still connected, still the leader
+        first.release()
+        assert second.try_acquire() and not first.try_acquire()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_when_the_leading_process_dies_another_takes_over_within_seconds(db, settings):
+    """SIGKILL the process holding the lock: its connection closes, PostgreSQL frees the lock, and
+    a dispatcher asking every couple of seconds leads at its next try."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, settings.database_url], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    standby = PostgresLeadership(settings.database_url)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not standby.try_acquire()  # the other process leads
+        time.sleep(0.5)
+        assert not standby.try_acquire()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        died = time.monotonic()
+        wait_for(standby.try_acquire, timeout=5, interval=0.2)
+        assert time.monotonic() - died < 5
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+        holder.stdout.close()
+        standby.release()
