@@ -203,3 +203,31 @@ def test_a_runs_new_breaks_take_their_ids_in_the_byte_order_of_their_keys(backen
     assert keys == sorted(keys, key=lambda k: k.encode())
     assert keys == ["UPI|missing_external|A-1|", "UPI|missing_external|A|", "UPI|missing_external|a|",
                     "UPI|missing_external|b|", "UPI|missing_internal||Z"]
+
+
+def test_the_main_keys_lookups_read_each_side_in_the_order_of_its_ids(db):
+    """Each half of the main key's statement sorts the rows it looks up by the ledger's id, looks them
+    up, then sorts by the bank's id and looks those up: the index and the table are read in order
+    rather than in the grouping's hash order (PostgreSQL; the benchmark measured it faster)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from app.reconcile import engine
+    from app.reconcile.pairing import Pairing
+    from app.reconcile.rules import find_rules
+    from app.reconcile.tuning import HALVES, tune, tuned
+    from app.tenancy.scoping import tenant_session
+
+    t = tenant()
+    source, rules = find_rules("UPI")
+    params = engine.Params(t, source, rules, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 8, tzinfo=UTC),
+                           Decimal("0.00"), 48, 0, 1, LATER)
+    with tenant_session(t) as session:
+        connection = session.connection()
+        statement = Pairing(connection, params, None)
+        tune(connection)
+        with tuned(connection, HALVES):
+            plan = statement.x(f"EXPLAIN (COSTS OFF) {statement.named(statement.collapsed(0))}").scalars().all()
+    sorts = [line for line in plan if "Sort Key:" in line]
+    # the outer sort (the bank's ids) comes first in the plan's text, the inner (the ledger's) under it
+    assert len(sorts) == 2 and "eid" in sorts[0] and "iid" in sorts[1], "\n".join(plan)

@@ -75,12 +75,17 @@ class Pairing(Statements):
         (``left``, ``split``: one row a side at most); of those unpaired rows, the other columns
         the later phases compare too (:data:`UNPAIRED`, ``ir``, ``idir``... for the ledger's row).
         Only those rows are looked up (both sides have one); on PostgreSQL inside each half's
-        parallel worker, both halves at once.
+        parallel worker, both halves at once. Each side's rows are looked up in the order of that
+        side's ids (sorted first: the index and the table are then read in order, where the
+        grouping's hash order jumps about); the sort is forced by ``ORDER BY`` in a subquery, which
+        PostgreSQL does not pull up, so ``enable_sort`` being off does not drop it.
         """
-        take = f"CASE WHEN p.outcome IN ({self.break_list()}, 'left', 'split') THEN p.{{}} END"
-        more = ", ".join(f"{s}.{column} AS {s}{name}" for s in ("i", "e") for column, name in UNPAIRED.items())
-        return (f"SELECT p.*, i.txn_id AS ix, e.txn_id AS ex, {more} FROM ({pairs}) p "
-                f"LEFT JOIN {FT} i ON i.id = {take.format('iid')} LEFT JOIN {FT} e ON e.id = {take.format('eid')}")
+        for s in ("i", "e"):
+            looked = ", ".join([f"{s}.txn_id AS {s}x"]
+                               + [f"{s}.{column} AS {s}{name}" for column, name in UNPAIRED.items()])
+            pairs = (f"SELECT p.*, {looked} FROM (SELECT * FROM ({pairs}) q ORDER BY {s}id) p LEFT JOIN {FT} {s} "
+                     f"ON {s}.id = CASE WHEN p.outcome IN ({self.break_list()}, 'left', 'split') THEN p.{s}id END")
+        return pairs
 
     def main_key(self) -> None:
         if self.d.pg:
