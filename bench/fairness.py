@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 
 import app.tasks  # noqa: E402,F401  (the broker and the job kinds)
+from bench.cpu import Meter, format_row, header  # noqa: E402
 from bench.support import query as q, stop  # noqa: E402
 
 THREADS = 8
@@ -140,9 +141,13 @@ def fmt_ms(seconds: float) -> str:
 
 
 def baseline_run(sends: list[tuple], *, queues: list[str] = (), delay_between: float = 0.0,
-                 sleep_ms: float = SLEEP_MS, timeout: float = 900) -> dict[str, list[tuple[float, float, float]]]:
+                 sleep_ms: float = SLEEP_MS, timeout: float = 900,
+                 cpu: dict | None = None) -> dict[str, list[tuple[float, float, float]]]:
     """Send (tenant, n, queue[, sleep ms]) batches to plain Dramatiq and return each tenant's (sent,
-    started, finished) records: all of them, or those done within ``timeout`` seconds."""
+    started, finished) records: all of them, or those done within ``timeout`` seconds.
+
+    With ``cpu``, fills it with the machine's CPU seconds by part (:mod:`bench.cpu`) from the
+    first send to the last record (the worker booted before: not counted)."""
     import pika
     import redis
 
@@ -157,9 +162,12 @@ def baseline_run(sends: list[tuple], *, queues: list[str] = (), delay_between: f
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.XQ"})
         channel.queue_purge(queue)
     worker = start_worker("bench.baseline_actors", {"BENCH_QUEUES": ",".join(queues)})
+    meter = Meter(worker.pid)
     try:
         time.sleep(3)
         import dramatiq
+
+        meter.start()
 
         total = 0
         for index, (tenant, n, queue, *ms) in enumerate(sends):
@@ -173,6 +181,8 @@ def baseline_run(sends: list[tuple], *, queues: list[str] = (), delay_between: f
         deadline = time.monotonic() + timeout
         while r.llen(RECORDS) < total and time.monotonic() < deadline:
             time.sleep(0.1)
+        if cpu is not None:
+            cpu.update(meter.stop())
     finally:
         stop(worker)
         connection.close()
@@ -459,29 +469,40 @@ def rate_limit(duration: float, pairs: int) -> None:
 
 
 def overhead(n: int) -> None:
-    def pair(sleep_ms: float) -> tuple[float, float]:
+    def pair(sleep_ms: float) -> tuple[float, float, str, str]:
         reset()
         tenants({"t": (1, "default")})
         enqueue("t", n, sleep_ms=sleep_ms)
         worker = start_worker()
+        # the machine's CPU from the first job done (the worker's boot left out) to the last
+        wait_for_rows("state = 'succeeded'")
+        meter, since = Meter(worker.pid).start(), time.time()
         wait_done("true", timeout=900)
+        seconds = meter.stop()
         stop(worker)
+        (measured,), = q("SELECT count(*) FROM jobs WHERE finished_at >= to_timestamp(:t)", t=since)
         fairq_rate = throughput()
-        records = baseline_run([("t", n, "bench.shared")], sleep_ms=sleep_ms)
+        plain_cpu: dict[str, float] = {}
+        records = baseline_run([("t", n, "bench.shared")], sleep_ms=sleep_ms, cpu=plain_cpu)
         rows = records.get("t", [])
         plain_rate = len(rows) / max(1e-9, max(f for _, _, f in rows) - min(s for _, s, _ in rows)) if rows else 0
-        return fairq_rate, plain_rate
+        return fairq_rate, plain_rate, format_row(seconds, measured), format_row(plain_cpu, len(rows))
 
     # the 2 ms kind (the target) twice, each fairq run next to a plain one: plain Dramatiq's own
     # rate moved by a third between runs on a machine shared with other work
     twice = [pair(SLEEP_MS) for _ in range(2)]
     f2, p2 = (sum(r[i] for r in twice) / len(twice) for i in (0, 1))
-    f0, p0 = pair(0.0)
+    f0, p0, cpu0, plain_cpu0 = pair(0.0)
     report(f"5. overhead: {n:,} jobs, 1 worker process x {THREADS} threads", [
         *((f"2 ms jobs, pair {i + 1}: fairq / plain Dramatiq (jobs/s)", f"{f:8.0f} / {p:8.0f}   ratio {f / p:.3f}")
-          for i, (f, p) in enumerate(twice)),
+          for i, (f, p, _, _) in enumerate(twice)),
         ("2 ms jobs, the means: fairq / plain Dramatiq (jobs/s)", f"{f2:8.0f} / {p2:8.0f}   ratio {f2 / p2:.3f}"),
         ("no-op jobs: fairq / plain Dramatiq (jobs/s)", f"{f0:8.0f} / {p0:8.0f}   ratio {f0 / p0:.3f}"),
+        (header(), ""),
+        *((f"  2 ms jobs, pair {i + 1}, fairq", cpu) for i, (_, _, cpu, _) in enumerate(twice)),
+        *((f"  2 ms jobs, pair {i + 1}, plain Dramatiq", cpu) for i, (_, _, _, cpu) in enumerate(twice)),
+        ("  no-op jobs, fairq", cpu0),
+        ("  no-op jobs, plain Dramatiq", plain_cpu0),
     ], "2 ms ratio (of the means) >= 0.8", f2 / p2 >= 0.8)
 
 
