@@ -179,8 +179,9 @@ class Settings(BaseSettings):
     )
     job_lease_seconds: int = Field(
         300, ge=10,
-        description="A job dispatched this long ago, or running past its time limit plus the longest time limit "
-                    "(its message may wait in a worker's buffer) plus this, is presumed lost and re-dispatched.",
+        description="A job dispatched this long ago, or running this long past its time limit plus the longest time "
+                    "limit (its message may wait in a worker's buffer) or past the broker's ack timeout on RabbitMQ, "
+                    "whichever is later, is presumed lost and re-dispatched.",
     )
     broker_ack_timeout_seconds: int = Field(
         1800, ge=60,

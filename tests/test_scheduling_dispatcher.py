@@ -8,6 +8,7 @@ from app.db import Database
 from app.quota.memory_buckets import MemoryBuckets
 from app.scheduling.dispatcher import Dispatcher
 from app.scheduling.jobs import enqueue_many
+from app.scheduling.kinds import kinds
 from app.scheduling.leader import LocalLeadership
 from app.scheduling.store import Store
 from app.settings import Settings
@@ -489,3 +490,19 @@ def test_the_first_leader_of_a_process_on_the_in_process_broker_puts_back_what_e
     # a later leadership in the same process puts back nothing: the jobs in flight are its own
     assert dispatcher.leadership.try_acquire() and not dispatcher.leadership.predecessors_gone
     dispatcher.leadership.release()
+
+
+def test_the_lease_check_counts_the_ack_timeout_only_of_a_broker_that_has_one(embedded, monkeypatch):
+    """RabbitMQ may hold a claimed job's message until its consumer ack timeout, so the lease check
+    is told that timeout; the in-process broker has none (its worker claims a job as it runs it)."""
+    settings, db = embedded
+    asked = []
+    monkeypatch.setattr(Store, "lost", lambda self, **kwargs: asked.append(kwargs) or [])
+    durable, _ = make(settings, db, [])
+    in_process = in_process_dispatcher(settings, db, stub_broker())
+    for dispatcher in (durable, in_process):
+        dispatcher._housekeeping()
+        dispatcher.stop()
+    assert [a["ack_timeout"] for a in asked] == [settings.broker_ack_timeout_seconds, None]
+    assert asked[0]["time_limits"]["noop"] == kinds()["noop"].time_limit
+    assert asked[0]["lease_seconds"] == settings.job_lease_seconds

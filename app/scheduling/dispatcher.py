@@ -227,8 +227,7 @@ class Dispatcher:
         if getattr(self.leadership, "predecessors_gone", False) and not getattr(self.publisher, "durable", True):
             # the in-process broker: the messages of the jobs earlier processes left in flight went
             # with them; left as they are, they would fill the window until their lease ran out
-            self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=self._time_limits(),
-                            orphaned=True)
+            self._lost(orphaned=True)
         counts: dict[str, int] = defaultdict(int)
         for job_id, tenant_id, kind, state in self.store.in_flight():
             self.in_flight[job_id] = InFlight(tenant_id, kind, self.estimates.get(kind, 0.05))
@@ -478,13 +477,20 @@ class Dispatcher:
             self.queue.notify(tenant_id)
         self._last_due_check = now
 
-    @staticmethod
-    def _time_limits() -> dict[str, float]:
-        return {name: k.time_limit for name, k in kinds().items()}
+    def _lost(self, *, orphaned: bool = False) -> list[int]:
+        """Put back the jobs in flight past their lease (see ``Store.lost``): a durable broker
+        (RabbitMQ) may hold a claimed job's message until its consumer ack timeout."""
+        durable = getattr(self.publisher, "durable", True)
+        return self.store.lost(
+            lease_seconds=self.settings.job_lease_seconds,
+            time_limits={name: k.time_limit for name, k in kinds().items()},
+            ack_timeout=self.settings.broker_ack_timeout_seconds if durable else None,
+            orphaned=orphaned,
+        )
 
     def _housekeeping(self) -> None:
         self._housekeeping_at = time.monotonic()
-        self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=self._time_limits())
+        self._lost()
         for tenant_id in self.store.backlog():  # a safety net for lost news: no buffer is dropped
             self.queue.remind(tenant_id)
 

@@ -325,23 +325,47 @@ class Store:
         finished = [Finished(*row) for row in rows if row[3] != "running"]
         return finished, {row[0] for row in rows if row[3] == "running"}
 
-    def lost(self, *, lease_seconds: float, time_limits: dict[str, float], orphaned: bool = False) -> list[int]:
+    def lost(self, *, lease_seconds: float, time_limits: dict[str, float], ack_timeout: float | None,
+             orphaned: bool = False) -> list[int]:
         """Put back in the queue jobs dispatched or running past their lease (lost message, dead worker).
 
-        A running job's clock starts at its claim, and its message may then wait in its worker
-        process's buffer until a thread is free — at most the longest time limit of any kind — so
-        a running job is lost only after its own limit, that longest one and the lease.
+        A running job's clock starts at its claim, and its worker process may hold its message,
+        alive, for a while after that, so a running job is lost only after the longer of two bounds,
+        plus the lease (slack for the outcome's write after the run, and for clocks that differ):
+
+        - its own time limit and the longest one of any kind: the in-process broker's worker claims
+          a job as a thread takes its message, and runs it within its own limit (the longest one
+          is slack for a claim made before a thread was free);
+        - ``ack_timeout``, the broker's consumer ack timeout. RabbitMQ's workers claim a job as its
+          message arrives (:class:`~app.scheduling.gate.ClaimingConsumer`), and the message may then
+          wait in the buffer behind :func:`~app.scheduling.acks.rounds` longest limits before it
+          runs; the worker's boot check keeps that wait and the run within 90 % of the ack timeout
+          (:func:`~app.scheduling.acks.budget`). That budget is fairq's own promise, kept only while
+          every time limit works (none stops a thread blocked in C code); the ack timeout is the
+          broker's: until it passes, a live worker may still hold the message, and a job put back
+          then could run twice. Once it has passed, RabbitMQ has taken the message back and
+          delivers it again, and that redelivery starts the job again (the gate lets a redelivered
+          message restart a ``running`` job) whatever this check does. So the ack timeout, not the
+          budget, is the bound that is safe, and a longer one would only delay the jobs truly lost.
 
         With ``orphaned``, every job dispatched or running is lost, whatever its lease: the process
         whose in-process broker held their messages, and whose worker ran them, is gone. Either way
         a running job keeps the attempt its claim counted, as for a worker that died (its next
         claim counts another; a job out of retries then dies as any other).
 
+        Parameters:
+          lease_seconds: how long a dispatched job may wait for its claim, and the slack past a
+            running job's bound.
+          time_limits: each job kind's time limit, in seconds.
+          ack_timeout: the broker's consumer ack timeout in seconds, ``None`` if it has none.
+          orphaned: the processes that held the jobs in flight have all exited.
+
         Returns:
           The ids of the jobs put back.
         """
         now = utcnow()
         longest = max(time_limits.values(), default=600.0)
+        held = ack_timeout or 0.0
         requeued = []
         with self.db.system() as connection:
             rows = connection.execute(
@@ -350,7 +374,7 @@ class Store:
             ).all()
             for job_id, kind, state, dispatched_at, started_at in rows:
                 since = started_at if state == "running" else dispatched_at
-                limit = time_limits.get(kind, 600.0) + longest if state == "running" else 0.0
+                limit = max(time_limits.get(kind, 600.0) + longest, held) if state == "running" else 0.0
                 expired = since is not None and (now - since).total_seconds() > limit + lease_seconds
                 if not (orphaned or expired):
                     continue
