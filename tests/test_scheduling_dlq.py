@@ -119,6 +119,28 @@ def test_dead_letters_are_for_operators_only(client, story):
     assert_cross_tenant_404(client, "POST", f"/jobs/{s.a1}/cancel", other=s.globex)
 
 
+def test_a_dead_jobs_detail_carries_its_payload_for_operators_only(client, story):
+    """``GET /admin/dlq/{id}`` shows what ``fairq dlq show`` does: the payload a replay would run
+    and the queue the job died in; the OpenAPI description says so; tenants' tokens (the owner's
+    too) are refused without seeing it."""
+    s = story
+    shown = client.get(f"/admin/dlq/{s.a1}", headers=s.ops.headers)
+    assert shown.status_code == 200, shown.get_json()
+    assert (shown.get_json()["payload"], shown.get_json()["queue"]) == ({"n": 1}, None)
+    printed = json.loads(fairq(client, "dlq", "show", str(s.a1)).output)
+    assert all(printed[field] == shown.get_json()[field] for field in ("id", "payload", "queue"))
+
+    spec = client.get("/openapi.json").get_json()
+    answer = spec["paths"]["/admin/dlq/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    name = answer["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert {"payload", "queue", "last_error"} <= set(spec["components"]["schemas"][name]["properties"])
+
+    member = invite(client, s.acme, "member@acme.example")
+    assert_operator_only(client, "GET", f"/admin/dlq/{s.a1}", tenants=(s.acme, member, s.globex))
+    refused = client.get(f"/admin/dlq/{s.a1}", headers=s.acme.headers).get_json()
+    assert "payload" not in refused and "downstream" not in json.dumps(refused)
+
+
 # -- fairq dlq -----------------------------------------------------------------------------
 
 
