@@ -4,6 +4,7 @@ from __future__ import annotations
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, Dict, Integer, List, String
 from apiflask.validators import Length, Range
+from flask import current_app
 
 from app.api.guards import operator_required
 from app.api.jobs import JobOut
@@ -87,7 +88,8 @@ def show_dead(job_id: int):
 def replay(body):
     from app.tasks import broker
 
-    return {"job_ids": dlq.replay(_selection(body), broker=broker, allow_all=body["all"])}
+    return {"job_ids": dlq.replay(_selection(body), broker=broker, settings=current_app.config["FAIRQ_SETTINGS"],
+                                  allow_all=body["all"])}
 
 
 @bp.post("/purge")
