@@ -170,9 +170,9 @@ class Settings(BaseSettings):
     )
     dispatcher: Literal["companion", "thread"] = Field(
         "companion",
-        description="Where `dramatiq app.tasks` runs the dispatcher on PostgreSQL: `companion`, a process of "
-                    "its own beside the worker processes (each keeps a standby thread); `thread`, a thread in "
-                    "every worker process. `fairq up` always uses a thread.",
+        description="Where `dramatiq app.tasks` runs the dispatcher on PostgreSQL with RabbitMQ: `companion`, a "
+                    "process of its own beside the worker processes (each keeps a standby thread); `thread`, a "
+                    "thread in every worker process. `fairq up` and the in-process broker always use a thread.",
     )
     aging_seconds: float = Field(
         60.0, gt=0, description="Within a tenant, a job gains one priority level per this many seconds waiting."

@@ -506,3 +506,14 @@ def test_the_lease_check_counts_the_ack_timeout_only_of_a_broker_that_has_one(em
     assert [a["ack_timeout"] for a in asked] == [settings.broker_ack_timeout_seconds, None]
     assert asked[0]["time_limits"]["noop"] == kinds()["noop"].time_limit
     assert asked[0]["lease_seconds"] == settings.job_lease_seconds
+
+
+def test_no_dispatcher_companion_without_rabbitmq(tmp_path):
+    """A companion publishes into its own process's broker: with the in-process one, no worker would
+    ever see its jobs, so the worker processes' threads dispatch instead."""
+    from app.scheduling.companion import companion_wanted
+
+    postgres = {"data_dir": tmp_path, "database_url": "postgresql://fairq@127.0.0.1/fairq", "dispatcher": "companion"}
+    assert companion_wanted(Settings.load(**postgres, broker_url="amqp://guest@127.0.0.1:5672/"))
+    assert not companion_wanted(Settings.load(**postgres, broker_url=""))
+    assert not companion_wanted(Settings.load(**{**postgres, "database_url": ""}, broker_url="amqp://127.0.0.1/"))
