@@ -10,6 +10,7 @@ from app.scheduling.dispatcher import Dispatcher
 from app.scheduling.jobs import enqueue_many
 from app.scheduling.kinds import kinds
 from app.scheduling.leader import LocalLeadership
+from app.scheduling.publisher import make_publisher
 from app.scheduling.store import Store
 from app.settings import Settings
 from app.tenancy.models import Tenant
@@ -375,8 +376,6 @@ def queued_messages(broker) -> dict[str, list[int]]:
 
 
 def in_process_dispatcher(settings, db, broker):
-    from app.scheduling.publisher import make_publisher
-
     return Dispatcher(broker, settings, store=Store(db), publisher=make_publisher(broker),
                       buckets=MemoryBuckets(), leadership=NoNews())
 
@@ -517,3 +516,45 @@ def test_no_dispatcher_companion_without_rabbitmq(tmp_path):
     assert companion_wanted(Settings.load(**postgres, broker_url="amqp://guest@127.0.0.1:5672/"))
     assert not companion_wanted(Settings.load(**postgres, broker_url=""))
     assert not companion_wanted(Settings.load(**{**postgres, "database_url": ""}, broker_url="amqp://127.0.0.1/"))
+
+
+def test_a_process_first_leading_on_postgresql_with_the_in_process_broker_puts_back_only_dispatched_jobs(embedded):
+    """PostgreSQL cannot say whether the processes that led before are gone (a lock goes with its
+    connection, which can close while its process lives on). A process's first leader puts back at
+    once the jobs left ``dispatched`` (should their process live, the gate runs one copy), not those
+    left ``running`` (they may be running still: they wait for their lease); a later one, nothing."""
+    settings, db = embedded
+    with system_session(db=db) as session:
+        session.add(Tenant(id="a", name="a"))
+    add_jobs(settings, db, "a", 4)
+    store = Store(db)
+    # Given an earlier leader's process that published three jobs and started one of them
+    store.mark_dispatched([1, 2, 3])
+    assert all(store.start_many([(1, False)]))
+
+    class FirstOnPostgres(NoNews):
+        first_in_process = True
+
+    def lead(publisher, leadership):
+        dispatcher = Dispatcher(None, settings, store=store, publisher=publisher, buckets=MemoryBuckets(),
+                                leadership=leadership)
+        assert dispatcher.leadership.try_acquire()
+        dispatcher.become_leader()
+        dispatcher.stop()
+        return states(db)
+
+    # on RabbitMQ the messages are still there: nothing goes back
+    assert lead(FakePublisher(), FirstOnPostgres()) == {1: "running", 2: "dispatched", 3: "dispatched", 4: "queued"}
+    # When this process first leads on the in-process broker, the dispatched ones go back
+    in_process = make_publisher(stub_broker())
+    assert lead(in_process, FirstOnPostgres()) == {1: "running", 2: "queued", 3: "queued", 4: "queued"}
+    # and a later leadership of the process puts back nothing
+    store.mark_dispatched([2])
+    assert lead(in_process, NoNews()) == {1: "running", 2: "dispatched", 3: "queued", 4: "queued"}
+
+
+def states(db) -> dict[int, str]:
+    from app.scheduling.models import Job
+
+    with system_session(db=db) as session:
+        return dict(session.execute(sa.select(Job.id, Job.state)).all())
