@@ -170,17 +170,18 @@ class Settings(BaseSettings):
     )
     dispatcher: Literal["companion", "thread"] = Field(
         "companion",
-        description="Where `dramatiq app.tasks` runs the dispatcher on PostgreSQL: `companion`, a process of "
-                    "its own beside the worker processes (each keeps a standby thread); `thread`, a thread in "
-                    "every worker process. `fairq up` always uses a thread.",
+        description="Where `dramatiq app.tasks` runs the dispatcher on PostgreSQL with RabbitMQ: `companion`, a "
+                    "process of its own beside the worker processes (each keeps a standby thread); `thread`, a "
+                    "thread in every worker process. `fairq up` and the in-process broker always use a thread.",
     )
     aging_seconds: float = Field(
         60.0, gt=0, description="Within a tenant, a job gains one priority level per this many seconds waiting."
     )
     job_lease_seconds: int = Field(
         300, ge=10,
-        description="A job dispatched this long ago, or running past its time limit plus the longest time limit "
-                    "(its message may wait in a worker's buffer) plus this, is presumed lost and re-dispatched.",
+        description="A job dispatched this long ago, or running this long past its time limit plus the longest time "
+                    "limit (its message may wait in a worker's buffer) or past the broker's ack timeout on RabbitMQ, "
+                    "whichever is later, is presumed lost and re-dispatched.",
     )
     broker_ack_timeout_seconds: int = Field(
         1800, ge=60,

@@ -8,7 +8,9 @@ from app.db import Database
 from app.quota.memory_buckets import MemoryBuckets
 from app.scheduling.dispatcher import Dispatcher
 from app.scheduling.jobs import enqueue_many
+from app.scheduling.kinds import kinds
 from app.scheduling.leader import LocalLeadership
+from app.scheduling.publisher import make_publisher
 from app.scheduling.store import Store
 from app.settings import Settings
 from app.tenancy.models import Tenant
@@ -374,8 +376,6 @@ def queued_messages(broker) -> dict[str, list[int]]:
 
 
 def in_process_dispatcher(settings, db, broker):
-    from app.scheduling.publisher import make_publisher
-
     return Dispatcher(broker, settings, store=Store(db), publisher=make_publisher(broker),
                       buckets=MemoryBuckets(), leadership=NoNews())
 
@@ -489,3 +489,72 @@ def test_the_first_leader_of_a_process_on_the_in_process_broker_puts_back_what_e
     # a later leadership in the same process puts back nothing: the jobs in flight are its own
     assert dispatcher.leadership.try_acquire() and not dispatcher.leadership.predecessors_gone
     dispatcher.leadership.release()
+
+
+def test_the_lease_check_counts_the_ack_timeout_only_of_a_broker_that_has_one(embedded, monkeypatch):
+    """RabbitMQ may hold a claimed job's message until its consumer ack timeout, so the lease check
+    is told that timeout; the in-process broker has none (its worker claims a job as it runs it)."""
+    settings, db = embedded
+    asked = []
+    monkeypatch.setattr(Store, "lost", lambda self, **kwargs: asked.append(kwargs) or [])
+    durable, _ = make(settings, db, [])
+    in_process = in_process_dispatcher(settings, db, stub_broker())
+    for dispatcher in (durable, in_process):
+        dispatcher._housekeeping()
+        dispatcher.stop()
+    assert [a["ack_timeout"] for a in asked] == [settings.broker_ack_timeout_seconds, None]
+    assert asked[0]["time_limits"]["noop"] == kinds()["noop"].time_limit
+    assert asked[0]["lease_seconds"] == settings.job_lease_seconds
+
+
+def test_no_dispatcher_companion_without_rabbitmq(tmp_path):
+    """A companion publishes into its own process's broker: with the in-process one, no worker would
+    ever see its jobs, so the worker processes' threads dispatch instead."""
+    from app.scheduling.companion import companion_wanted
+
+    postgres = {"data_dir": tmp_path, "database_url": "postgresql://fairq@127.0.0.1/fairq", "dispatcher": "companion"}
+    assert companion_wanted(Settings.load(**postgres, broker_url="amqp://guest@127.0.0.1:5672/"))
+    assert not companion_wanted(Settings.load(**postgres, broker_url=""))
+    assert not companion_wanted(Settings.load(**{**postgres, "database_url": ""}, broker_url="amqp://127.0.0.1/"))
+
+
+def test_a_process_first_leading_on_postgresql_with_the_in_process_broker_puts_back_only_dispatched_jobs(embedded):
+    """PostgreSQL cannot say whether the processes that led before are gone (a lock goes with its
+    connection, which can close while its process lives on). A process's first leader puts back at
+    once the jobs left ``dispatched`` (should their process live, the gate runs one copy), not those
+    left ``running`` (they may be running still: they wait for their lease); a later one, nothing."""
+    settings, db = embedded
+    with system_session(db=db) as session:
+        session.add(Tenant(id="a", name="a"))
+    add_jobs(settings, db, "a", 4)
+    store = Store(db)
+    # Given an earlier leader's process that published three jobs and started one of them
+    store.mark_dispatched([1, 2, 3])
+    assert all(store.start_many([(1, False)]))
+
+    class FirstOnPostgres(NoNews):
+        first_in_process = True
+
+    def lead(publisher, leadership):
+        dispatcher = Dispatcher(None, settings, store=store, publisher=publisher, buckets=MemoryBuckets(),
+                                leadership=leadership)
+        assert dispatcher.leadership.try_acquire()
+        dispatcher.become_leader()
+        dispatcher.stop()
+        return states(db)
+
+    # on RabbitMQ the messages are still there: nothing goes back
+    assert lead(FakePublisher(), FirstOnPostgres()) == {1: "running", 2: "dispatched", 3: "dispatched", 4: "queued"}
+    # When this process first leads on the in-process broker, the dispatched ones go back
+    in_process = make_publisher(stub_broker())
+    assert lead(in_process, FirstOnPostgres()) == {1: "running", 2: "queued", 3: "queued", 4: "queued"}
+    # and a later leadership of the process puts back nothing
+    store.mark_dispatched([2])
+    assert lead(in_process, NoNews()) == {1: "running", 2: "dispatched", 3: "queued", 4: "queued"}
+
+
+def states(db) -> dict[int, str]:
+    from app.scheduling.models import Job
+
+    with system_session(db=db) as session:
+        return dict(session.execute(sa.select(Job.id, Job.state)).all())

@@ -119,6 +119,50 @@ def test_dead_letters_are_for_operators_only(client, story):
     assert_cross_tenant_404(client, "POST", f"/jobs/{s.a1}/cancel", other=s.globex)
 
 
+def test_a_dead_jobs_detail_carries_its_payload_for_operators_only(client, story):
+    """``GET /admin/dlq/{id}`` shows what ``fairq dlq show`` does: the payload a replay would run
+    and the queue the job died in; the OpenAPI description says so; tenants' tokens (the owner's
+    too) are refused without seeing it."""
+    s = story
+    shown = client.get(f"/admin/dlq/{s.a1}", headers=s.ops.headers)
+    assert shown.status_code == 200, shown.get_json()
+    assert (shown.get_json()["payload"], shown.get_json()["queue"]) == ({"n": 1}, None)
+    printed = json.loads(fairq(client, "dlq", "show", str(s.a1)).output)
+    assert all(printed[field] == shown.get_json()[field] for field in ("id", "payload", "queue"))
+
+    spec = client.get("/openapi.json").get_json()
+    answer = spec["paths"]["/admin/dlq/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    name = answer["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert {"payload", "queue", "last_error"} <= set(spec["components"]["schemas"][name]["properties"])
+
+    member = invite(client, s.acme, "member@acme.example")
+    assert_operator_only(client, "GET", f"/admin/dlq/{s.a1}", tenants=(s.acme, member, s.globex))
+    refused = client.get(f"/admin/dlq/{s.a1}", headers=s.acme.headers).get_json()
+    assert "payload" not in refused and "downstream" not in json.dumps(refused)
+
+
+def test_replay_routes_by_the_tenants_plan_now_not_the_queue_the_job_died_in(client, story):
+    """A tenant that left its dedicated plan may have no worker on ``fairq.t.<tenant>`` any more:
+    its replayed job goes to the shared queue; and a tenant that took a dedicated plan since gets
+    its replayed job on its own queue. The dispatcher publishes a job to its ``queue``."""
+    from app.db import get_db
+    from app.scheduling.store import Store
+
+    s = story
+    service.create_tenant("initech", plan="dedicated")
+    left = dead("initech", queue=dedicated_queue("initech"))
+    # Given initech left the dedicated plan and acme took it, after their jobs died
+    service.update_tenant("initech", service.TenantChanges(plan="default"))
+    service.update_tenant("acme", service.TenantChanges(plan="dedicated"))
+    # When both are replayed
+    replayed = client.post("/admin/dlq/replay", json={"job_ids": [left, s.a1, s.g1]}, headers=s.ops.headers)
+    assert replayed.status_code == 200 and sorted(replayed.get_json()["job_ids"]) == sorted([left, s.a1, s.g1])
+    # Then each goes where its tenant's plan sends its jobs now
+    assert (job_row(left).queue, job_row(s.a1).queue, job_row(s.g1).queue) == (None, dedicated_queue("acme"), None)
+    heads = {h.job_id: h.queue for tenant in ("initech", "acme") for h in Store(get_db()).heads(tenant, 10)}
+    assert heads[left] is None and heads[s.a1] == dedicated_queue("acme")
+
+
 # -- fairq dlq -----------------------------------------------------------------------------
 
 
@@ -258,5 +302,23 @@ def test_replay_and_purge_take_dead_letters_out_of_a_dedicated_queues_dlq_too(db
         assert sorted(dlq.purge(dlq.DeadFilter(tenant_id="acme"), broker=broker)) == sorted([d2, shared])
         assert letters(broker, own) == [stranger]
         assert letters(broker, JOBS_QUEUE) == [stranger]
+    finally:
+        fresh_dead_letter_queues(broker, own, JOBS_QUEUE)
+
+
+def test_replay_after_a_plan_change_drops_the_dead_letter_from_the_queue_the_job_died_in(db, real_settings):
+    """The job goes to the shared queue now, but its dead letter is in its old dedicated queue's
+    ``.XQ``: that is where replay takes it out."""
+    from app.tasks import broker
+
+    own = dedicated_queue("acme")
+    fresh_dead_letter_queues(broker, own, JOBS_QUEUE)
+    service.create_tenant("acme", plan="dedicated")
+    job_id = dead("acme", queue=own)
+    put_letters(broker, own, [job_id])
+    service.update_tenant("acme", service.TenantChanges(plan="default"))
+    try:
+        assert dlq.replay(dlq.DeadFilter(job_ids=(job_id,)), broker=broker) == [job_id]
+        assert job_row(job_id).queue is None and letters(broker, own) == []
     finally:
         fresh_dead_letter_queues(broker, own, JOBS_QUEUE)

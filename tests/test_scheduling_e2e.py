@@ -27,12 +27,25 @@ def flaky(job: JobContext) -> dict:
     return {"ok": True}
 
 
-@job_kind("test.stuck", max_retries=0, time_limit=1, cost_estimate=0.01)
-def stuck(job: JobContext) -> dict:
-    """Runs 30 s unless its time limit stops it (no checkpoint: only the limit can)."""
-    deadline = time.monotonic() + 30
+def busy_for(seconds: float) -> None:
+    """Run ``seconds`` unless a time limit stops it (no checkpoint: only the limit can)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+@job_kind("test.stuck", max_retries=0, time_limit=1, cost_estimate=0.01)
+def stuck(job: JobContext) -> dict:
+    """Runs 30 s unless its time limit stops it."""
+    busy_for(30)
+    return {"ok": True}
+
+
+@job_kind("test.overrun", max_retries=1, time_limit=1, cost_estimate=0.01)
+def overrun(job: JobContext) -> dict:
+    """Runs 30 s (past its limit) in its first ``overrun_attempts`` attempts, then succeeds at once."""
+    if job.attempt <= job.payload["overrun_attempts"]:
+        busy_for(30)
     return {"ok": True}
 
 
@@ -56,6 +69,21 @@ def test_jobs_of_two_tenants_run_through_rabbitmq(client, worker):
     assert job.run_seconds > 0
 
 
+def recorded_outcomes(monkeypatch) -> list:
+    """The outcomes the gate writes from now on, as they are written (a list that grows)."""
+    from app.scheduling.store import Store
+
+    outcomes = []
+    finish_many = Store.finish_many
+
+    def recording(self, batch, **kwargs):
+        outcomes.extend(batch)
+        return finish_many(self, batch, **kwargs)
+
+    monkeypatch.setattr(Store, "finish_many", recording)
+    return outcomes
+
+
 def test_a_failing_job_retries_with_backoff_then_succeeds(client, worker, fast_retries, caplog, monkeypatch):
     """Each failed attempt asks for a retry at least the low end of its backoff later (0.5 x base
     x 2^(n-1): 0.1 s, then 0.2 s here), and the next attempt does not start before that. (Timing
@@ -63,20 +91,12 @@ def test_a_failing_job_retries_with_backoff_then_succeeds(client, worker, fast_r
     a few hundred milliseconds to send the retry.)"""
     import logging
 
-    from app.scheduling.store import Store
     from app.settings import Settings, use_settings
 
     use_settings(Settings.load(**{**fast_retries.model_dump(), "retry_backoff_seconds": 0.2,
                                   "retry_backoff_max_seconds": 10.0}))  # the gate reads it per outcome
     caplog.set_level(logging.INFO, logger="app.scheduling.gate")
-    outcomes = []
-    finish_many = Store.finish_many
-
-    def recording(self, batch, **kwargs):  # the outcomes the gate writes, as they are written
-        outcomes.extend(batch)
-        return finish_many(self, batch, **kwargs)
-
-    monkeypatch.setattr(Store, "finish_many", recording)
+    outcomes = recorded_outcomes(monkeypatch)
     a = sign_up(client, "acme")
     job_id = enqueue(client, a, {"fail_attempts": 2})
     wait_for(lambda: states([job_id])[job_id] == "succeeded")
@@ -176,29 +196,72 @@ def test_a_paused_tenants_jobs_wait_and_resume_without_using_retries(client, wor
     assert job_row(job_id).attempts == 1
 
 
-def test_a_time_limit_stops_a_job_that_runs_past_it(client, worker):
-    """Dramatiq's TimeLimit raises in the worker thread: the job ends at its limit, not at its end,
-    and its thread is free again (the limit is what keeps a message's ack within RabbitMQ's timeout)."""
+def enforce_time_limits() -> None:
+    """Start Dramatiq's time limit watcher: `dramatiq` and `fairq up` start it at process boot;
+    the worker fixture does not."""
     from dramatiq.middleware import TimeLimit
 
-    from app.scheduling.jobs import enqueue as enqueue_job
-    from app.settings import get_settings
     from app.tasks import broker
-    from app.tenancy.scoping import tenant_session
 
     limits = next(m for m in broker.middleware if isinstance(m, TimeLimit))
-    if not limits.manager.is_alive():  # `dramatiq` and `fairq up` start it at process boot; the fixture does not
+    if not limits.manager.is_alive():
         limits.manager.start()
+
+
+def enqueue_service(tenant_id: str, kind: str, payload=None) -> int:
+    """A job of a kind not open to the API, enqueued by the service; returns its id."""
+    from app.scheduling.jobs import enqueue as enqueue_job
+    from app.settings import get_settings
+    from app.tenancy.scoping import tenant_session
+
+    with tenant_session(tenant_id) as session:
+        job, _ = enqueue_job(session, get_settings(), kind=kind, payload=payload)
+        return job.id
+
+
+def test_a_time_limit_stops_a_job_that_runs_past_it(client, worker):
+    """Dramatiq's TimeLimit raises in the worker thread: the job ends at its limit, not at its end,
+    and its thread is free again (the limit is what keeps a message's ack within RabbitMQ's timeout).
+    With no retry left the job is dead, and its error says which limit it hit."""
+    enforce_time_limits()
     service.create_tenant("acme")
-    with tenant_session("acme") as session:
-        job, _ = enqueue_job(session, get_settings(), kind="test.stuck")
-    job_id = job.id
+    job_id = enqueue_service("acme", "test.stuck")
     wait_for(lambda: states([job_id])[job_id] == "dead", timeout=20)
     dead = job_row(job_id)
-    assert "TimeLimitExceeded" in dead.last_error and dead.run_seconds < 5
+    assert dead.last_error == "ran past its time limit of 1 s and was stopped (TimeLimitExceeded)"
+    assert dead.run_seconds < 5
     a = sign_up(client, "globex")
     after = enqueue(client, a)  # the worker goes on
     wait_for(lambda: states([after])[after] == "succeeded", timeout=20)
+
+
+def test_a_job_stopped_at_its_time_limit_retries_with_backoff_and_dies_only_out_of_retries(client, worker,
+                                                                                           monkeypatch):
+    """A time-out is a failure like any other: with a retry left the attempt is ``failed``, with a
+    backoff, and runs again (no dead letter); the last one is ``dead``. (Dramatiq's TimeLimitExceeded
+    is a BaseException, which a plain ``except Exception`` misses.)"""
+    from app.tasks import broker
+
+    enforce_time_limits()
+    outcomes = recorded_outcomes(monkeypatch)
+    service.create_tenant("acme")
+    # Given a job that overruns its first attempt only, and one that overruns both of its attempts
+    recovers = enqueue_service("acme", "test.overrun", {"overrun_attempts": 1})
+    dies = enqueue_service("acme", "test.overrun", {"overrun_attempts": 2})
+    wait_for(lambda: states([recovers, dies]) == {recovers: "succeeded", dies: "dead"}, timeout=30)
+    # Then each first attempt failed with its time limit and a backoff, and ran again
+    timed_out = "ran past its time limit of 1 s and was stopped (TimeLimitExceeded)"
+    for job_id, last in ((recovers, "succeeded"), (dies, "dead")):
+        mine = [o for o in outcomes if o.started.job_id == job_id]
+        assert [o.state for o in mine] == ["failed", last]
+        assert mine[0].error == timed_out and mine[0].not_before is not None
+        assert mine[0].not_before > mine[0].began_at and mine[0].run_seconds < 5
+        assert [o.started.attempt for o in mine] == [1, 2]
+    assert (job_row(recovers).attempts, job_row(recovers).last_error) == (2, None)
+    assert (job_row(dies).attempts, job_row(dies).last_error) == (2, timed_out)
+    # and only the job out of retries left a dead letter
+    assert wait_for(lambda: _dead_letter_count(broker) >= 1)
+    assert _dead_letter_count(broker) == 1
 
 
 def test_a_tenant_paused_after_its_job_was_dispatched_is_deferred_at_the_worker_and_runs_on_resume(client, worker):

@@ -300,29 +300,65 @@ def test_a_message_is_claimed_as_it_arrives_and_given_back_if_it_never_ran(fast_
     assert _job(waiting).attempts == 1
 
 
-def test_jobs_past_their_lease_are_queued_again(side):
-    """Dispatched past the lease, or running past its own time limit, the longest one (a claimed
-    message may wait that long in a worker's buffer) and the lease: presumed lost, queued again."""
+def _acme_jobs(side, n):
+    """Tenant acme with ``n`` queued jobs: the store, and the jobs' ids."""
     settings, db = side
-    store = Store(db)
     with system_session(db=db) as session:
         session.add(Tenant(id="acme", name="acme"))
-    ids = _jobs(settings, db, "acme", 5)
+    return Store(db), _jobs(settings, db, "acme", n)
+
+
+def _age(db, ages):
+    """Put jobs in a state, dispatched (and, running, claimed) so many seconds ago: {id: (state, age)}."""
     now = utcnow()
-    ages = {  # (state, seconds since dispatched / claimed)
-        ids[0]: ("dispatched", 299), ids[1]: ("dispatched", 301),
-        ids[2]: ("running", 10 + 60 + 299), ids[3]: ("running", 10 + 60 + 301), ids[4]: ("queued", 10_000),
-    }
     with system_session(db=db) as session:
         for job_id, (state, age) in ages.items():
             job = session.get(Job, job_id)
             job.state = state
             job.dispatched_at = now - timedelta(seconds=age)
             job.started_at = job.dispatched_at if state == "running" else None
-    lost = store.lost(lease_seconds=300, time_limits={"noop": 10.0, "other": 60.0})
+
+
+def test_jobs_past_their_lease_are_queued_again(side):
+    """Dispatched past the lease, or running past its own time limit, the longest one (a claimed
+    message may wait that long in a worker's buffer) and the lease, on a broker with no ack timeout
+    (the in-process one): presumed lost, queued again."""
+    _, db = side
+    store, ids = _acme_jobs(side, 5)
+    _age(db, {  # (state, seconds since dispatched / claimed)
+        ids[0]: ("dispatched", 299), ids[1]: ("dispatched", 301),
+        ids[2]: ("running", 10 + 60 + 299), ids[3]: ("running", 10 + 60 + 301), ids[4]: ("queued", 10_000),
+    })
+    lost = store.lost(lease_seconds=300, time_limits={"noop": 10.0, "other": 60.0}, ack_timeout=None)
     assert sorted(lost) == [ids[1], ids[3]]
     jobs, _ = _rows(db, ids)
     assert [j[0] for j in jobs] == ["dispatched", "queued", "running", "queued", "queued"]
+
+
+def test_a_running_job_is_not_lost_while_rabbitmq_may_still_hold_its_message(side):
+    """On RabbitMQ a job is claimed as its message reaches a worker process, and the message may
+    wait in that process's buffer for several rounds of the longest time limit (up to 90 % of the
+    broker's ack timeout, which the worker's boot check enforces) before it runs. Until the ack
+    timeout has passed, the job is not lost: put back then, it would run twice."""
+    _, db = side
+    store, ids = _acme_jobs(side, 4)
+    # Given running jobs claimed this long ago (own limit 10 s, longest 60 s, lease 300 s, ack 1800 s)
+    _age(db, {
+        ids[0]: ("running", 10 + 60 + 301),  # past the bound of a broker without an ack timeout ...
+        ids[1]: ("running", 1800 * 0.9 + 301),  # ... and past the worker's budget of the ack timeout
+        ids[2]: ("running", 1800 + 299),  # within the ack timeout and the lease
+        ids[3]: ("running", 1800 + 301),  # past both: RabbitMQ has taken the message back long ago
+    })
+    # When the lease check runs
+    lost = store.lost(lease_seconds=300, time_limits={"noop": 10.0, "other": 60.0}, ack_timeout=1800)
+    # Then only the job past the ack timeout and the lease is queued again
+    assert lost == [ids[3]]
+    jobs, _ = _rows(db, ids)
+    assert [j[0] for j in jobs] == ["running", "running", "running", "queued"]
+    # and a kind's own limit and the longest one, if together longer, still count in full
+    _age(db, {ids[2]: ("running", 1800 + 400)})
+    assert store.lost(lease_seconds=300, time_limits={"noop": 1000.0, "other": 1000.0}, ack_timeout=1800) == []
+    assert store.lost(lease_seconds=300, time_limits={"noop": 10.0, "other": 60.0}, ack_timeout=1800) == [ids[2]]
 
 
 def test_lingering_items_gather_into_one_write_and_drain_does_not_wait_for_the_linger():

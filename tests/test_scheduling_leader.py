@@ -45,6 +45,26 @@ def test_two_postgres_leaderships_exclude_each_other_and_hand_over_on_release(db
         second.release()
 
 
+def test_only_a_processs_first_postgres_leadership_says_it_is_the_first(db, settings, monkeypatch):
+    """A process's first leadership has no job in flight of its own (see ``first_in_process``);
+    any later one, by the same leadership or another, may have."""
+    from app.scheduling import leader
+
+    monkeypatch.setattr(leader, "_led_in", set())  # a process that has not led yet
+    first, second = PostgresLeadership(settings.database_url), PostgresLeadership(settings.database_url)
+    try:
+        assert not first.first_in_process
+        assert first.try_acquire() and first.first_in_process
+        assert not second.try_acquire() and not second.first_in_process
+        first.release()
+        assert second.try_acquire() and not second.first_in_process
+        second.release()
+        assert first.try_acquire() and not first.first_in_process
+    finally:
+        first.release()
+        second.release()
+
+
 def test_when_the_leading_process_dies_another_takes_over_within_seconds(db, settings):
     """SIGKILL the process holding the lock: its connection closes, PostgreSQL frees the lock, and
     a dispatcher asking every couple of seconds leads at its next try."""

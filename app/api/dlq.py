@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Boolean, Integer, List, String
+from apiflask.fields import Boolean, Dict, Integer, List, String
 from apiflask.validators import Length, Range
+from flask import current_app
 
 from app.api.guards import operator_required
 from app.api.jobs import JobOut
@@ -16,6 +17,13 @@ bp = APIBlueprint("dlq", __name__, url_prefix="/admin/dlq", tag="Admin")
 
 class DeadJob(JobOut):
     """A dead job (operators see every tenant's)."""
+
+
+class DeadJobDetail(DeadJob):
+    """One dead job in full, as ``fairq dlq show`` prints it: with what it was asked to do."""
+
+    payload = Dict(metadata={"description": "the job's input, as enqueued (a replay runs it again)"})
+    queue = String(allow_none=True, metadata={"description": "the broker queue it died in (none: its kind's)"})
 
 
 DeadPage = page_of(DeadJob, "DeadJob")
@@ -63,8 +71,8 @@ def list_dead(query):
 
 @bp.get("/<int:job_id>")
 @operator_required
-@bp.output(DeadJob)
-@bp.doc(summary="One dead job", security="BearerAuth", responses={404: "Not a dead job"})
+@bp.output(DeadJobDetail)
+@bp.doc(summary="One dead job, with its payload", security="BearerAuth", responses={404: "Not a dead job"})
 def show_dead(job_id: int):
     rows = dlq.list_dead(dlq.DeadFilter(job_ids=(job_id,)), limit=1)
     if not rows:
@@ -80,7 +88,8 @@ def show_dead(job_id: int):
 def replay(body):
     from app.tasks import broker
 
-    return {"job_ids": dlq.replay(_selection(body), broker=broker, allow_all=body["all"])}
+    return {"job_ids": dlq.replay(_selection(body), broker=broker, settings=current_app.config["FAIRQ_SETTINGS"],
+                                  allow_all=body["all"])}
 
 
 @bp.post("/purge")

@@ -34,9 +34,12 @@ _stopping = threading.Event()
 
 
 def companion_wanted(settings: Settings) -> bool:
-    """Whether ``dramatiq app.tasks`` runs the dispatcher as a companion (PostgreSQL only: the
-    embedded default's leadership and news live inside one process)."""
-    return settings.dispatcher == "companion" and settings.sqlalchemy_url.startswith("postgresql")
+    """Whether ``dramatiq app.tasks`` runs the dispatcher as a companion: on PostgreSQL (the
+    embedded default's leadership and news live inside one process) with RabbitMQ (the in-process
+    broker's messages reach only the worker of the process that sent them, and a companion has
+    none: its jobs would never run)."""
+    return (settings.dispatcher == "companion" and settings.sqlalchemy_url.startswith("postgresql")
+            and bool(settings.broker_url))
 
 
 def run_companion() -> int:

@@ -25,7 +25,8 @@ is at-least-once, and the gate's claim lets only one copy run. Every few
 seconds the leader also re-dispatches jobs whose lease expired and re-counts
 the backlog (in case a notification was lost). On the in-process broker, whose
 messages die with their process, the first leader of a process re-dispatches
-at once every job that earlier processes left in flight.
+at once every job that earlier processes left in flight (on PostgreSQL, only
+those left ``dispatched``: see :mod:`app.scheduling.leader`).
 """
 from __future__ import annotations
 
@@ -224,11 +225,16 @@ class Dispatcher:
         # slot of the window: seen at a worker's stop, when its thread leads once the companion is gone)
         self.queue = self._fair_queue()
         self._refresh_tenants(force=True)
-        if getattr(self.leadership, "predecessors_gone", False) and not getattr(self.publisher, "durable", True):
+        if not getattr(self.publisher, "durable", True):
             # the in-process broker: the messages of the jobs earlier processes left in flight went
-            # with them; left as they are, they would fill the window until their lease ran out
-            self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=self._time_limits(),
-                            orphaned=True)
+            # with them; left as they are, they would fill the window until their lease ran out.
+            # Every earlier process is gone (SQLite's lock file says so), or, on PostgreSQL, which
+            # cannot say, those left dispatched go back (a copy a live process still holds is
+            # skipped by the gate), and those left running wait for their lease (see leader.py)
+            if getattr(self.leadership, "predecessors_gone", False):
+                self._lost(orphaned=("dispatched", "running"))
+            elif getattr(self.leadership, "first_in_process", False):
+                self._lost(orphaned=("dispatched",))
         counts: dict[str, int] = defaultdict(int)
         for job_id, tenant_id, kind, state in self.store.in_flight():
             self.in_flight[job_id] = InFlight(tenant_id, kind, self.estimates.get(kind, 0.05))
@@ -478,13 +484,20 @@ class Dispatcher:
             self.queue.notify(tenant_id)
         self._last_due_check = now
 
-    @staticmethod
-    def _time_limits() -> dict[str, float]:
-        return {name: k.time_limit for name, k in kinds().items()}
+    def _lost(self, *, orphaned: tuple[str, ...] = ()) -> list[int]:
+        """Put back the jobs in flight past their lease (see ``Store.lost``): a durable broker
+        (RabbitMQ) may hold a claimed job's message until its consumer ack timeout."""
+        durable = getattr(self.publisher, "durable", True)
+        return self.store.lost(
+            lease_seconds=self.settings.job_lease_seconds,
+            time_limits={name: k.time_limit for name, k in kinds().items()},
+            ack_timeout=self.settings.broker_ack_timeout_seconds if durable else None,
+            orphaned=orphaned,
+        )
 
     def _housekeeping(self) -> None:
         self._housekeeping_at = time.monotonic()
-        self.store.lost(lease_seconds=self.settings.job_lease_seconds, time_limits=self._time_limits())
+        self._lost()
         for tenant_id in self.store.backlog():  # a safety net for lost news: no buffer is dropped
             self.queue.remind(tenant_id)
 

@@ -17,15 +17,23 @@ import sqlalchemy as sa
 
 from app.db import Database, get_db
 from app.errors import Invalid
+from app.quota.plans import plan_for
 from app.scheduling import signals
+from app.scheduling.jobs import queue_for
 from app.scheduling.kinds import JOBS_QUEUE
 from app.scheduling.models import Job
+from app.settings import Settings, get_settings
+from app.tenancy.models import Tenant
 
 __all__ = ["DeadFilter", "list_dead", "replay", "purge", "drop_broker_dead_letters"]
 
 logger = logging.getLogger(__name__)
 
 jobs = Job.__table__
+tenants = Tenant.__table__
+
+#: Dead jobs replayed per statement (SQLite allows 32,766 parameters in one).
+REPLAY_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -62,25 +70,45 @@ def list_dead(selection: DeadFilter, *, after: int | None = None, limit: int = 1
         return [dict(row._mapping) for row in connection.execute(query)]
 
 
-def replay(selection: DeadFilter, *, broker=None, db: Database | None = None, allow_all: bool = False) -> list[int]:
+def replay(selection: DeadFilter, *, broker=None, db: Database | None = None, settings: Settings | None = None,
+           allow_all: bool = False) -> list[int]:
     """Put dead jobs back in the queue with fresh attempts. Returns their ids.
+
+    A job goes to the queue of its tenant's plan now, not the one it was enqueued for: a tenant
+    that has left a dedicated plan since may have no worker on ``fairq.t.<tenant>`` any more.
+    Its dead letter is dropped from where it died.
 
     Raises:
       Invalid: no filter was given and ``allow_all`` is not set.
     """
     _refuse_everything(selection, allow_all)
+    settings = settings or get_settings()
+    replayed: list[tuple[int, str, str | None]] = []
     with (db or get_db()).system() as connection:
-        rows = connection.execute(
-            jobs.update().where(selection.where())
-            .values(state="queued", attempts=0, not_before=None, finished_at=None, cancel_requested=False)
-            .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.queue)
+        found = connection.execute(
+            sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.queue, tenants.c.plan)
+            .join(tenants, tenants.c.id == jobs.c.tenant_id)
+            .where(selection.where()).order_by(jobs.c.id).with_for_update(of=jobs)
         ).all()
-        for tenant_id in {tenant for _, tenant, _ in rows}:
+        routes: dict[str | None, list[int]] = defaultdict(list)
+        for job_id, tenant_id, _, plan in found:
+            routes[queue_for(tenant_id, plan_for(settings, plan))].append(job_id)
+        died_in = {job_id: queue for job_id, _, queue, _ in found}
+        for queue, job_ids in routes.items():
+            for start in range(0, len(job_ids), REPLAY_BATCH):
+                rows = connection.execute(
+                    jobs.update().where(jobs.c.id.in_(job_ids[start:start + REPLAY_BATCH]), jobs.c.state == "dead")
+                    .values(state="queued", attempts=0, not_before=None, finished_at=None, cancel_requested=False,
+                            queue=queue)
+                    .returning(jobs.c.id, jobs.c.tenant_id)
+                ).all()
+                replayed += [(job_id, tenant_id, died_in[job_id]) for job_id, tenant_id in rows]
+        for tenant_id in {tenant for _, tenant, _ in replayed}:
             signals.announce(connection, tenant_id)
-    ids = [job_id for job_id, _, _ in rows]
+    ids = sorted(job_id for job_id, _, _ in replayed)
     if broker is not None:
-        _drop_by_queue(broker, [(job_id, queue) for job_id, _, queue in rows])
-    for job_id, tenant_id, _ in rows:
+        _drop_by_queue(broker, [(job_id, queue) for job_id, _, queue in replayed])
+    for job_id, tenant_id, _ in replayed:
         logger.info("job %s replayed", job_id, extra={"job_id": job_id, "tenant_id": tenant_id, "state": "queued"})
     logger.info("replayed %d dead jobs", len(ids))
     return ids
@@ -104,9 +132,8 @@ def _refuse_everything(selection: DeadFilter, allow_all: bool) -> None:
 
 
 def _drop_by_queue(broker, jobs_and_queues: Sequence[tuple[int, str | None]]) -> None:
-    """Drop the dead letters of these jobs from the dead-letter queue of each one's own queue: the
-    shared one, or its tenant's dedicated ``fairq.t.<tenant>`` (a job keeps the queue it was
-    enqueued for, so its message died there)."""
+    """Drop the dead letters of these jobs from the dead-letter queue of the queue each one died in:
+    the shared one, or its tenant's dedicated ``fairq.t.<tenant>``."""
     by_queue: dict[str, list[int]] = defaultdict(list)
     for job_id, queue in jobs_and_queues:
         by_queue[queue or JOBS_QUEUE].append(job_id)

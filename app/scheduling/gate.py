@@ -41,7 +41,7 @@ from app import logs, metrics
 from app.db import get_db, utcnow
 from app.quota.plans import limits_for, plan_for
 from app.scheduling.jobs import DEDICATED_PREFIX
-from app.scheduling.kinds import JobContext, JobFailed, current_job, kind_for_actor, set_current_job
+from app.scheduling.kinds import JobContext, JobFailed, JobTimedOut, current_job, kind_for_actor, set_current_job
 from app.scheduling.batcher import GroupCommit
 from app.scheduling.hotpath import Dedicated
 from app.scheduling.store import Outcome, Started, Store
@@ -63,6 +63,12 @@ def backoff(attempt: int, *, base: float, maximum: float, rng: random.Random | N
     """Seconds before retry number ``attempt``: exponential, capped, with jitter (0.5x to 1.5x)."""
     delay = min(maximum, base * 2 ** max(0, attempt - 1))
     return delay * (rng or random).uniform(0.5, 1.5)
+
+
+def _described(failure: BaseException) -> str:
+    """A failed attempt's ``last_error``: the message of a job that gave up (:class:`JobFailed`)
+    or was stopped at its time limit (:class:`JobTimedOut`), else the exception's ``repr``."""
+    return str(failure) if isinstance(failure, (JobFailed, JobTimedOut)) else repr(failure)
 
 
 #: Where a message carries its early claim (a :class:`~app.scheduling.batcher.Ticket`).
@@ -239,11 +245,11 @@ class Gate(Middleware):
         run_seconds = time.monotonic() - job.started
         not_before = None
         if exception is not None:
-            state, error = "dead", str(exception) if isinstance(exception, JobFailed) else repr(exception)
+            state, error = "dead", _described(exception)
         elif job.cancelled:
             state, error = "cancelled", "cancelled while running"
         elif job.failure is not None:
-            state, error = "failed", repr(job.failure)
+            state, error = "failed", _described(job.failure)
             delay = backoff(job.attempt, base=settings.retry_backoff_seconds,
                             maximum=settings.retry_backoff_max_seconds)
             not_before = utcnow() + timedelta(seconds=delay)

@@ -24,11 +24,12 @@ from app.scheduling import signals
 from app.scheduling.kinds import kinds
 from app.scheduling.models import FINAL_STATES, PRIORITIES, STATES, Job
 from app.scheduling.store import add_usage
-from app.settings import Settings
+from app.settings import PlanSpec, Settings
 from app.tenancy.models import Tenant
 from app.tenancy.scoping import session_tenant
 
-__all__ = ["enqueue", "enqueue_many", "require_api_kind", "get_job", "list_jobs", "cancel_job", "cancel_matching", "dedicated_queue"]
+__all__ = ["enqueue", "enqueue_many", "require_api_kind", "get_job", "list_jobs", "cancel_job", "cancel_matching",
+           "dedicated_queue", "queue_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ DEDICATED_PREFIX = "fairq.t."
 def dedicated_queue(tenant_id: str) -> str:
     """The broker queue of a tenant whose plan gives it its own."""
     return DEDICATED_PREFIX + tenant_id
+
+
+def queue_for(tenant_id: str, plan: PlanSpec) -> str | None:
+    """The broker queue of a tenant's jobs under ``plan`` (a job's ``queue``, which the dispatcher
+    publishes to): the tenant's own if the plan gives it one, else ``None``, its kind's queue."""
+    return dedicated_queue(tenant_id) if plan.dedicated_queue else None
 
 
 def enqueue(
@@ -95,7 +102,7 @@ def enqueue(
         idempotency_key=idempotency_key or None,
         cost_estimate=cost,
         max_retries=declared.max_retries,
-        queue=dedicated_queue(tenant_id) if plan.dedicated_queue else None,
+        queue=queue_for(tenant_id, plan),
         not_before=not_before,
         enqueued_at=utcnow(),
     )
@@ -164,7 +171,7 @@ def enqueue_many(
     plan = plan_for(settings, tenant.plan if tenant else "default")
     quotas.check(session, plan, tenant_id=tenant_id, jobs=len(payloads))
     now = utcnow()
-    queue = dedicated_queue(tenant_id) if plan.dedicated_queue else None
+    queue = queue_for(tenant_id, plan)
     rows = [
         {"tenant_id": tenant_id, "kind": kind, "state": "queued", "priority": PRIORITIES[priority],
          "payload": payload, "cost_estimate": cost, "max_retries": declared.max_retries, "queue": queue,

@@ -6,7 +6,9 @@ middleware admits each message, marks the job running and hands the actor a
 checkpoints and return a small result. Retries go back through the fair
 scheduler, never straight to the broker: the actor swallows a failure that has
 retries left (the gate records it and the dispatcher re-dispatches after a
-backoff) and raises only the last one, which Dramatiq then dead-letters.
+backoff) and raises only the last one, which Dramatiq then dead-letters. An
+attempt stopped at its time limit is such a failure too (:class:`JobTimedOut`),
+as it is for Dramatiq's own retries.
 """
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 __all__ = [
     "JobKind",
     "JobContext",
     "JobCancelled",
     "JobFailed",
+    "JobTimedOut",
     "job_kind",
     "declare_plugin_kinds",
     "kinds",
@@ -43,6 +47,16 @@ PROGRESS_INTERVAL = 0.5
 class JobFailed(Exception):
     """Raised by a job that cannot succeed by trying again (a missing file, a file with no
     header): the job is ``dead`` at once, with this message as its error, and no retry is spent."""
+
+
+class JobTimedOut(Exception):
+    """An attempt ran past its kind's time limit and was stopped there. Dramatiq stops it by raising
+    ``TimeLimitExceeded`` in its thread, a ``BaseException`` that a job's own ``except Exception``
+    does not catch; the actor turns it into this failure, retried with backoff as any other."""
+
+    def __init__(self, time_limit: float) -> None:
+        super().__init__(f"ran past its time limit of {time_limit:g} s and was stopped (TimeLimitExceeded)")
+        self.time_limit = time_limit
 
 
 class JobCancelled(Exception):
@@ -177,11 +191,15 @@ def job_kind(
                 job.cancelled = True
             except JobFailed:
                 raise  # no retry can help: Dramatiq fails the message, the gate records it dead
-            except Exception as exc:
+            except (Exception, TimeLimitExceeded) as exc:
+                failure = exc
+                if isinstance(exc, TimeLimitExceeded):
+                    failure = JobTimedOut(time_limit)
+                    failure.__cause__ = exc
                 if not job.retries_left:
-                    raise  # Dramatiq fails the message: it goes to the dead-letter queue
-                logger.warning("job %s attempt %d failed: %r; will retry", job_id, job.attempt, exc)
-                job.failure = exc
+                    raise failure  # Dramatiq fails the message: it goes to the dead-letter queue
+                logger.warning("job %s attempt %d failed: %r; will retry", job_id, job.attempt, failure)
+                job.failure = failure
 
         run.__name__ = run.__qualname__ = fn.__name__
         run.__doc__ = fn.__doc__

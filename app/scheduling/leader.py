@@ -16,6 +16,14 @@ from its first leadership until it exits: with the in-process broker a job in
 flight lives in one process, so the next process to lead must find its
 predecessors gone (and then puts back every job they left in flight:
 ``LocalLeadership.predecessors_gone``).
+
+PostgreSQL cannot say as much: its locks are held by connections, and a
+connection can close (a server restart, a network cut) while its process lives
+on, running jobs from its in-process broker. So, with the in-process broker on
+PostgreSQL, a process's first leadership says only that it has not led before
+(``PostgresLeadership.first_in_process``): the jobs earlier leaders left
+``dispatched`` can go back to the queue at once (should their process live, the
+gate runs one copy of each), the ones left ``running`` wait for their lease.
 """
 from __future__ import annotations
 
@@ -51,6 +59,8 @@ _local_lock = threading.Lock()
 #: The lock files this process holds (see :func:`_hold_for_life`): path -> open file descriptor.
 _held_files: dict[str, int] = {}
 _held_files_lock = threading.Lock()
+#: The processes (ids) in which a PostgreSQL leadership was taken (see ``PostgresLeadership.first_in_process``).
+_led_in: set[int] = set()
 
 
 class Leadership:
@@ -119,6 +129,8 @@ class PostgresLeadership(Leadership):
         #: this is a companion's leadership: it holds the companion lock while connected
         self.companion = companion
         self._connection = None
+        #: set by the acquisition that was this process's first: no job in flight is its own yet
+        self.first_in_process = False
 
     def _connect(self):
         import psycopg2
@@ -151,6 +163,8 @@ class PostgresLeadership(Leadership):
                     self.held = bool(cursor.fetchone()[0])
                     if self.held:
                         cursor.execute(f"LISTEN {signals.CHANNEL}")
+                        self.first_in_process = os.getpid() not in _led_in
+                        _led_in.add(os.getpid())
                 else:
                     cursor.execute("SELECT 1")  # still connected, so still the leader
         except psycopg2.Error:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -325,23 +325,48 @@ class Store:
         finished = [Finished(*row) for row in rows if row[3] != "running"]
         return finished, {row[0] for row in rows if row[3] == "running"}
 
-    def lost(self, *, lease_seconds: float, time_limits: dict[str, float], orphaned: bool = False) -> list[int]:
+    def lost(self, *, lease_seconds: float, time_limits: dict[str, float], ack_timeout: float | None,
+             orphaned: Collection[str] = ()) -> list[int]:
         """Put back in the queue jobs dispatched or running past their lease (lost message, dead worker).
 
-        A running job's clock starts at its claim, and its message may then wait in its worker
-        process's buffer until a thread is free — at most the longest time limit of any kind — so
-        a running job is lost only after its own limit, that longest one and the lease.
+        A running job's clock starts at its claim, and its worker process may hold its message,
+        alive, for a while after that, so a running job is lost only after the longer of two bounds,
+        plus the lease (slack for the outcome's write after the run, and for clocks that differ):
 
-        With ``orphaned``, every job dispatched or running is lost, whatever its lease: the process
-        whose in-process broker held their messages, and whose worker ran them, is gone. Either way
-        a running job keeps the attempt its claim counted, as for a worker that died (its next
-        claim counts another; a job out of retries then dies as any other).
+        - its own time limit and the longest one of any kind: the in-process broker's worker claims
+          a job as a thread takes its message, and runs it within its own limit (the longest one
+          is slack for a claim made before a thread was free);
+        - ``ack_timeout``, the broker's consumer ack timeout. RabbitMQ's workers claim a job as its
+          message arrives (:class:`~app.scheduling.gate.ClaimingConsumer`), and the message may then
+          wait in the buffer behind :func:`~app.scheduling.acks.rounds` longest limits before it
+          runs; the worker's boot check keeps that wait and the run within 90 % of the ack timeout
+          (:func:`~app.scheduling.acks.budget`). That budget is fairq's own promise, kept only while
+          every time limit works (none stops a thread blocked in C code); the ack timeout is the
+          broker's: until it passes, a live worker may still hold the message, and a job put back
+          then could run twice. Once it has passed, RabbitMQ has taken the message back and
+          delivers it again, and that redelivery starts the job again (the gate lets a redelivered
+          message restart a ``running`` job) whatever this check does. So the ack timeout, not the
+          budget, is the bound that is safe, and a longer one would only delay the jobs truly lost.
+
+        A job in a state of ``orphaned`` is lost whatever its lease: the process whose in-process
+        broker held its message, and whose worker ran it, is gone (or, for ``dispatched``, may be:
+        a copy of the message it still holds is skipped by the gate). Either way a running job keeps
+        the attempt its claim counted, as for a worker that died (its next claim counts another; a
+        job out of retries then dies as any other).
+
+        Parameters:
+          lease_seconds: how long a dispatched job may wait for its claim, and the slack past a
+            running job's bound.
+          time_limits: each job kind's time limit, in seconds.
+          ack_timeout: the broker's consumer ack timeout in seconds, ``None`` if it has none.
+          orphaned: states (``dispatched``, ``running``) whose jobs are lost at once (see above).
 
         Returns:
           The ids of the jobs put back.
         """
         now = utcnow()
         longest = max(time_limits.values(), default=600.0)
+        held = ack_timeout or 0.0
         requeued = []
         with self.db.system() as connection:
             rows = connection.execute(
@@ -350,11 +375,11 @@ class Store:
             ).all()
             for job_id, kind, state, dispatched_at, started_at in rows:
                 since = started_at if state == "running" else dispatched_at
-                limit = time_limits.get(kind, 600.0) + longest if state == "running" else 0.0
+                limit = max(time_limits.get(kind, 600.0) + longest, held) if state == "running" else 0.0
                 expired = since is not None and (now - since).total_seconds() > limit + lease_seconds
-                if not (orphaned or expired):
+                if not (state in orphaned or expired):
                     continue
-                why = f"left {state} by a stopped process" if orphaned else f"lease expired while {state}"
+                why = f"left {state} by an earlier process" if state in orphaned else f"lease expired while {state}"
                 done = connection.execute(
                     jobs.update().where(jobs.c.id == job_id, jobs.c.state == state)
                     .values(state="queued", last_error=f"{why}; re-dispatched")
@@ -367,7 +392,8 @@ class Store:
                                 extra={"job_id": job_id, "tenant_id": done, "state": "queued"})
         if requeued:
             logger.warning("re-dispatching %d jobs %s: %s", len(requeued),
-                           "a stopped process left in flight" if orphaned else "whose lease expired", requeued[:20])
+                           "left in flight by earlier processes or past their lease" if orphaned else "whose lease expired",
+                           requeued[:20])
         return requeued
 
     def tenants(self) -> dict[str, tuple[int, str, bool]]:
