@@ -325,3 +325,25 @@ def test_usage_against_quotas_for_a_tenant_and_across_tenants_for_operators(app,
     assert web.get("/ui/admin/usage").status_code == 403
     everyone = operator.get("/ui/admin/usage").get_data(as_text=True)
     assert "<td>acme</td>" in everyone and "<td>globex</td>" in everyone
+
+
+def test_the_dashboards_replay_and_purge_take_the_dead_letters_out_of_the_broker(app, operator):
+    """As ``/admin/dlq`` and ``fairq dlq`` do: a replayed or purged job's dead letter must not stay
+    in RabbitMQ to be seen (and replayed) a second time."""
+    from app.scheduling.kinds import JOBS_QUEUE
+    from app.tasks import broker
+    from app.tenancy import service
+    from tests.test_scheduling_dlq import dead, fresh_dead_letter_queues, letters, put_letters
+
+    fresh_dead_letter_queues(broker, JOBS_QUEUE)
+    service.create_tenant("acme")
+    replayed, purged, kept = dead("acme"), dead("acme"), dead("acme")
+    put_letters(broker, JOBS_QUEUE, [replayed, purged, kept])
+    try:
+        page = operator.get("/ui/admin/dlq")
+        for action, job_id in (("replay", replayed), ("purge", purged)):
+            done = operator.post(f"/ui/admin/dlq/{action}", data={"csrf_token": csrf_of(page), "job_id": str(job_id)})
+            assert done.status_code == 200, done.get_data(as_text=True)
+        assert letters(broker, JOBS_QUEUE) == [kept]
+    finally:
+        fresh_dead_letter_queues(broker, JOBS_QUEUE)

@@ -354,9 +354,14 @@ def dead_letters():
 def dead_letter_action(action: str):
     if action not in ("replay", "purge"):
         return render_page("message.html", title="Not found", message="No such action."), 404
+    from app.tasks import broker
+
     selection = _dead_filter()
     try:
-        done = (dlq.replay if action == "replay" else dlq.purge)(selection)
+        if action == "replay":
+            done = dlq.replay(selection, broker=broker, settings=_settings())
+        else:
+            done = dlq.purge(selection, broker=broker)
     except ServiceError as exc:
         return render_page("dlq.html", title="Dead letters", selection=selection, error=exc.detail,
                            jobs=dlq.list_dead(selection, limit=PAGE)), exc.status
