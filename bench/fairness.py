@@ -84,6 +84,32 @@ def enqueue(tenant_id: str, n: int, *, sleep_ms: float = SLEEP_MS, priority: str
                          payloads=[{"sleep_ms": sleep_ms}] * min(batch, n - start), cost=sleep_ms / 1000 or None)
 
 
+def prefetch() -> int:
+    """Messages a worker process takes ahead per queue (Dramatiq's default: twice its threads)."""
+    return int(os.environ.get("dramatiq_queue_prefetch") or 2 * THREADS)
+
+
+def use_prefetch(messages: int) -> str:
+    """Every worker started from now on prefetches ``messages`` per queue. fairq's worker refuses to
+    start if a message could then outlast the broker's ack timeout behind its longest job kinds
+    (:mod:`app.scheduling.acks`); the benchmark's no-op jobs never come near, so over the default
+    it tells the worker of the ack timeout the check asks for, and says so (a deployment would
+    raise RabbitMQ's ``consumer_timeout`` to match, or run long job kinds on workers of their own)."""
+    from dramatiq.common import q_name
+
+    from app.scheduling.acks import MARGIN, longest_time_limit, longest_wait
+    from app.tasks import broker
+
+    os.environ["dramatiq_queue_prefetch"] = str(messages)
+    longest, _ = longest_time_limit(broker)
+    queues = len({q_name(queue) for queue in broker.get_declared_queues()})
+    needed = longest_wait(longest=longest, threads=THREADS, prefetch=messages, queues=queues) / (1 - MARGIN)
+    if needed <= float(os.environ.get("FAIRQ_BROKER_ACK_TIMEOUT_SECONDS", "1800")):
+        return ""
+    os.environ["FAIRQ_BROKER_ACK_TIMEOUT_SECONDS"] = str(math.ceil(needed))
+    return f" (fairq's worker told the ack timeout is {math.ceil(needed):,} s: its check asks that much)"
+
+
 def start_worker(module: str = "app.tasks", extra_env: dict | None = None) -> subprocess.Popen:
     from bench.support import start_worker as start
 
@@ -417,16 +443,16 @@ def priority() -> None:
     rate = throughput("priority = 0")
     stop(worker)
     # ahead of the high job: the window (jobs waiting in the broker) and the worker's own buffer
-    # (Dramatiq prefetches 2 x threads: as many running, as many waiting for a thread)
+    # (Dramatiq prefetches 2 x threads by default: as many running, as many waiting for a thread)
     window = int(os.environ.get("FAIRQ_DISPATCH_WINDOW", "16"))
-    ahead = window + THREADS
+    ahead = window + prefetch() - THREADS
     drain = ahead / rate if rate else float("nan")
     # plain Dramatiq, one shared queue: the "high" job is sent after the low ones, as in fairq's run
     plain = baseline_run([("low", 10_000, "bench.shared"), ("high", 1, "bench.shared")], delay_between=4.0)
     report("3. priority: one high job behind 10,000 low ones", [
         ("wait of the high job", fmt_ms(float(wait))),
         ("plain Dramatiq, one shared queue: wait of the job sent last", fmt_ms(pct(baseline_waits(plain, "high"), 99))),
-        (f"time to drain what is in flight ahead of it ({window} in the broker + {THREADS} in the "
+        (f"time to drain what is in flight ahead of it ({window} in the broker + {ahead - window} in the "
          f"worker's buffer, at the measured rate)", fmt_ms(drain)),
     ], "high job's wait <= time to drain the in-flight window", float(wait) <= drain)
 
@@ -543,12 +569,17 @@ def main() -> None:
     parser.add_argument("--only", default="1,1t,2,2b,3,4,5,6", help="scenarios to run, e.g. 1,5")
     parser.add_argument("--window", type=int, default=16, help="FAIRQ_DISPATCH_WINDOW of the worker")
     parser.add_argument("--pairs", type=int, default=3, help="pairs of runs in scenarios 4 and 6 (their median decides)")
+    parser.add_argument("--prefetch", type=int, default=2 * THREADS,
+                        help="messages a worker takes ahead per queue (dramatiq_queue_prefetch), fairq's and plain "
+                             "Dramatiq's alike; over the default, the ack timeout fairq's worker is told of is raised "
+                             "to what its check asks (the server's consumer_timeout would have to be too)")
     args = parser.parse_args()
     os.environ["FAIRQ_DISPATCH_WINDOW"] = str(args.window)
+    ack_note = use_prefetch(args.prefetch)
     only = set(args.only.split(","))
     setup()
     print(f"fairq fairness benchmark: 1 worker process x {THREADS} threads, {SLEEP_MS:g} ms jobs, "
-          f"window {args.window}; {time.strftime('%Y-%m-%d %H:%M')}")
+          f"window {args.window}, prefetch {args.prefetch}{ack_note}; {time.strftime('%Y-%m-%d %H:%M')}")
     if "1" in only:
         noisy_neighbour(args.backlog, 0)
     if "1t" in only:

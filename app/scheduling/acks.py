@@ -29,7 +29,8 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import q_name
 from dramatiq.middleware import MiddlewareError, TimeLimit
 
-__all__ = ["AckDeadline", "AckDeadlineError", "MARGIN", "budget", "check_time_limit", "longest_wait", "rounds"]
+__all__ = ["AckDeadline", "AckDeadlineError", "MARGIN", "budget", "check_time_limit", "longest_time_limit",
+           "longest_wait", "rounds"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class AckDeadline(Middleware):
         from app.settings import get_settings
 
         ack_timeout = get_settings().broker_ack_timeout_seconds
-        longest, actor = _longest_time_limit(broker)
+        longest, actor = longest_time_limit(broker)
         whitelist = worker.consumer_whitelist
         queues = len(whitelist) if whitelist else len({q_name(q) for q in broker.get_declared_queues()})
         wait = longest_wait(longest=longest, threads=worker.worker_threads, prefetch=worker.queue_prefetch,
@@ -110,7 +111,7 @@ class AckDeadline(Middleware):
             raise AckDeadlineError(message)
 
 
-def _longest_time_limit(broker) -> tuple[float, str]:
+def longest_time_limit(broker) -> tuple[float, str]:
     """The longest time limit (seconds) of any actor on ``broker``, and that actor's name: any of them
     can be ahead of a message (a job kind's message may be on any tenant's dedicated queue)."""
     default = next((m.time_limit for m in broker.middleware if isinstance(m, TimeLimit)), 600_000)
