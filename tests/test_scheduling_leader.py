@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from app.scheduling.leader import LocalLeadership, PostgresLeadership
 from tests.conftest import ROOT
 from tests.helpers import wait_for
@@ -17,6 +19,18 @@ leadership = PostgresLeadership(sys.argv[1])
 print("held" if leadership.try_acquire() else "refused", flush=True)
 time.sleep(600)
 """
+
+
+@pytest.fixture
+def free_lock(db, settings):
+    """The dispatcher's lock on the test database, free: a leadership an earlier test dropped
+    without ``release`` (a killed process, a closed connection) frees it only once the server's
+    backend has ended."""
+    probe = PostgresLeadership(settings.database_url)
+    try:
+        wait_for(probe.try_acquire, timeout=10, interval=0.05)
+    finally:
+        probe.release()
 
 
 def test_a_second_local_leadership_in_the_same_process_is_refused_until_the_first_releases():
@@ -32,7 +46,7 @@ def test_a_second_local_leadership_in_the_same_process_is_refused_until_the_firs
         second.release()
 
 
-def test_two_postgres_leaderships_exclude_each_other_and_hand_over_on_release(db, settings):
+def test_two_postgres_leaderships_exclude_each_other_and_hand_over_on_release(db, settings, free_lock):
     first, second = PostgresLeadership(settings.database_url), PostgresLeadership(settings.database_url)
     try:
         assert first.try_acquire()
@@ -45,7 +59,7 @@ def test_two_postgres_leaderships_exclude_each_other_and_hand_over_on_release(db
         second.release()
 
 
-def test_only_a_processs_first_postgres_leadership_says_it_is_the_first(db, settings, monkeypatch):
+def test_only_a_processs_first_postgres_leadership_says_it_is_the_first(db, settings, monkeypatch, free_lock):
     """A process's first leadership has no job in flight of its own (see ``first_in_process``);
     any later one, by the same leadership or another, may have."""
     from app.scheduling import leader
@@ -87,3 +101,20 @@ def test_when_the_leading_process_dies_another_takes_over_within_seconds(db, set
             holder.wait(10)
         holder.stdout.close()
         standby.release()
+
+
+def test_a_released_leadership_is_free_at_once_for_the_next(db, settings, free_lock):
+    """``release`` unlocks before it closes: closing alone frees the lock only once the server's
+    backend has ended, so a successor already connected and asking at once (a standby at a
+    handover) was refused now and then."""
+    leaderships = [PostgresLeadership(settings.database_url) for _ in range(2)]
+    try:
+        for round_ in range(100):
+            leader, successor = leaderships[round_ % 2], leaderships[(round_ + 1) % 2]
+            assert leader.try_acquire(), f"round {round_}"
+            assert not successor.try_acquire()  # connected, standing by
+            leader.release()
+            assert successor.try_acquire(), f"round {round_}: the released lock was still held"
+    finally:
+        for leadership in leaderships:
+            leadership.release()
