@@ -510,9 +510,8 @@ def overhead(n: int) -> None:
         fairq_rate = throughput()
         plain_cpu: dict[str, float] = {}
         records = baseline_run([("t", n, "bench.shared")], sleep_ms=sleep_ms, cpu=plain_cpu)
-        rows = records.get("t", [])
-        plain_rate = len(rows) / max(1e-9, max(f for _, _, f in rows) - min(s for _, s, _ in rows)) if rows else 0
-        return fairq_rate, plain_rate, format_row(seconds, measured), format_row(plain_cpu, len(rows))
+        plain_rate = baseline_rate(records, "t")
+        return fairq_rate, plain_rate, format_row(seconds, measured), format_row(plain_cpu, len(records.get("t", [])))
 
     # the 2 ms kind (the target) twice, each fairq run next to a plain one: plain Dramatiq's own
     # rate moved by a third between runs on a machine shared with other work
