@@ -55,6 +55,7 @@ def build_broker(settings: Settings) -> Broker:
     new.add_middleware(CurrentMessage())
     new.add_middleware(PeriodiqMiddleware(skip_delay=PERIODIC_SKIP_DELAY))
     from app.metrics.exposition import WorkerMetrics
+    from app.scheduling.affinity import CpuAffinity
     from app.scheduling.dispatcher import DispatcherMiddleware
     from app.scheduling.gate import Gate
     from app.scheduling.periodic import PeriodicOnce
@@ -63,6 +64,7 @@ def build_broker(settings: Settings) -> Broker:
     new.add_middleware(PeriodicOnce())
     new.add_middleware(Gate())
     new.add_middleware(DispatcherMiddleware())
+    new.add_middleware(CpuAffinity(settings.worker_cpu_affinity))
     if settings.broker_url:
         from app.scheduling.acks import AckDeadline
 

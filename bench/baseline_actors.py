@@ -17,6 +17,11 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 RECORDS = "bench:baseline"
 
 broker = RabbitmqBroker(url=os.environ["BENCH_BROKER_URL"])
+if os.environ.get("FAIRQ_WORKER_CPU_AFFINITY") == "spread":
+    # bound to a CPU as fairq's worker is (``fairness.py --pin``): the one middleware taken from fairq
+    from app.scheduling.affinity import CpuAffinity
+
+    broker.add_middleware(CpuAffinity("spread"))
 dramatiq.set_broker(broker)
 _redis = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
 

@@ -572,13 +572,18 @@ def main() -> None:
                         help="messages a worker takes ahead per queue (dramatiq_queue_prefetch), fairq's and plain "
                              "Dramatiq's alike; over the default, the ack timeout fairq's worker is told of is raised "
                              "to what its check asks (the server's consumer_timeout would have to be too)")
+    parser.add_argument("--pin", action="store_true",
+                        help="bind the worker process to one CPU (FAIRQ_WORKER_CPU_AFFINITY=spread), fairq's and "
+                             "plain Dramatiq's alike; the companion and the servers stay free")
     args = parser.parse_args()
+    if args.pin:
+        os.environ["FAIRQ_WORKER_CPU_AFFINITY"] = "spread"
     os.environ["FAIRQ_DISPATCH_WINDOW"] = str(args.window)
     ack_note = use_prefetch(args.prefetch)
     only = set(args.only.split(","))
     setup()
     print(f"fairq fairness benchmark: 1 worker process x {THREADS} threads, {SLEEP_MS:g} ms jobs, "
-          f"window {args.window}, prefetch {args.prefetch}{ack_note}; {time.strftime('%Y-%m-%d %H:%M')}")
+          f"window {args.window}, prefetch {args.prefetch}{ack_note}{'; worker bound to a CPU' if args.pin else ''}; {time.strftime('%Y-%m-%d %H:%M')}")
     if "1" in only:
         noisy_neighbour(args.backlog, 0)
     if "1t" in only:

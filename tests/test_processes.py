@@ -72,3 +72,56 @@ def test_gunicorn_serves_wsgi_app(real_settings):
             time.sleep(0.2)
     output = stop(process)
     assert process.returncode == 0, output
+
+
+def _cpus(pid: int, task: int | None = None) -> set[int]:
+    """The CPUs a process (or one of its threads) may run on, from ``/proc``."""
+    import os
+
+    return os.sched_getaffinity(task or pid)
+
+
+def test_spread_binds_each_worker_process_and_all_its_threads_to_a_cpu_of_its_own(real_settings, monkeypatch):
+    import os
+    import re
+    from pathlib import Path
+
+    from app.scheduling.affinity import cpu_for
+
+    allowed = os.sched_getaffinity(0)
+    monkeypatch.setenv("FAIRQ_WORKER_CPU_AFFINITY", "spread")
+    process = start("dramatiq", "app.tasks", "--processes", "2", "--threads", "2")
+    try:
+        output = wait_for_output(process, "is ready for action")
+        while len(re.findall(r"worker process \d \(pid \d+\) bound", output)) < 2:
+            output += wait_for_output(process, "bound to CPU")
+        bound = {int(index): (int(pid), int(cpu)) for index, pid, cpu
+                 in re.findall(r"worker process (\d) \(pid (\d+)\) bound to CPU (\d+)", output)}
+        assert {index: cpu for index, (_, cpu) in bound.items()} == {0: cpu_for(0, allowed), 1: cpu_for(1, allowed)}
+        for pid, cpu in bound.values():
+            threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            assert len(threads) > 2  # its consumer and worker threads, started after the binding
+            assert all(_cpus(pid, t) == {cpu} for t in threads)
+        # the command itself and its forks (the dispatcher companion, metrics) stay free
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        others = [int(c) for c in children if int(c) not in {pid for pid, _ in bound.values()}]
+        assert all(_cpus(pid) == allowed for pid in [process.pid, *others])
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
+
+
+def test_worker_processes_are_left_to_the_kernel_by_default(real_settings):
+    process = start("dramatiq", "app.tasks", "--processes", "1", "--threads", "2")
+    try:
+        output = wait_for_output(process, "is ready for action")
+    finally:
+        output += stop(process)
+    assert "bound to CPU" not in output
+
+
+def test_the_cpu_of_each_worker_process_wraps_around_the_cpus_it_may_use():
+    from app.scheduling.affinity import cpu_for, worker_index
+
+    assert [cpu_for(i, {4, 1}) for i in range(5)] == [1, 4, 1, 4, 1]
+    assert worker_index() is None  # not a process Dramatiq started as a worker: never bound
