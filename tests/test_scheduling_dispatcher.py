@@ -20,9 +20,11 @@ from app.tenancy.scoping import system_session, tenant_session
 class FakePublisher:
     def __init__(self):
         self.sent = []
+        self.queues = {}
 
     def publish(self, messages):
         self.sent.extend(m.args[0] for m in messages)
+        self.queues.update((m.args[0], m.queue_name) for m in messages)
 
     def close(self):
         pass
@@ -558,3 +560,25 @@ def states(db) -> dict[int, str]:
 
     with system_session(db=db) as session:
         return dict(session.execute(sa.select(Job.id, Job.state)).all())
+
+
+def test_waiting_jobs_go_to_the_queue_of_their_tenants_plan_when_dispatched_not_when_enqueued(embedded):
+    """A tenant moved off a dedicated plan (its ``-Q`` workers stopped with it) would otherwise have
+    its waiting jobs published to a queue nobody consumes; one moved onto it gets its own queue at
+    once. The job's row says where its message went (its dead letter is looked for there)."""
+    from app.scheduling.models import Job
+
+    settings, db = embedded
+    dispatcher, publisher = make(settings, db, [("was", 1, "dedicated"), ("now", 1, "default")])
+    add_jobs(settings, db, "was", 2)
+    add_jobs(settings, db, "now", 2)
+    with system_session(db=db) as session:
+        assert {j.tenant_id: j.queue for j in session.scalars(sa.select(Job))} == {"was": "fairq.t.was", "now": None}
+        session.get(Tenant, "was").plan = "default"
+        session.get(Tenant, "now").plan = "dedicated"
+    dispatcher.become_leader()
+    assert dispatcher.step() == 4
+    assert publisher.queues == {1: "fairq.jobs", 2: "fairq.jobs", 3: "fairq.t.now", 4: "fairq.t.now"}
+    with system_session(db=db) as session:
+        assert {j.id: j.queue for j in session.scalars(sa.select(Job))} == {1: None, 2: None, 3: "fairq.t.now",
+                                                                             4: "fairq.t.now"}

@@ -49,7 +49,8 @@ from app.scheduling import signals
 from app.scheduling.batcher import GroupCommit, Ticket
 from app.scheduling.fairness import Candidate, FairQueue
 from app.scheduling.hotpath import Dedicated
-from app.scheduling.kinds import JOBS_QUEUE, kinds
+from app.scheduling.jobs import queue_for
+from app.scheduling.kinds import kinds
 from app.scheduling.leader import make_leadership
 from app.scheduling.publisher import PublishError, make_publisher
 from app.scheduling.store import Head, Store
@@ -356,14 +357,22 @@ class Dispatcher:
         so a slow commit makes batches larger, not dispatching slower."""
         by_kind = kinds()
         messages = []
+        moved: dict[str | None, list[int]] = defaultdict(list)
         for candidate in chosen:
             message = by_kind[candidate.kind].actor.message(candidate.job_id)
-            queue = self._queues.pop(candidate.job_id, None)
-            if queue and queue != JOBS_QUEUE:
+            # the queue of the tenant's plan now: a job enqueued under another plan must not wait
+            # in a dedicated queue whose workers were stopped with it (nor on the shared one)
+            queue = queue_for(candidate.tenant_id, plan_for(self.settings, self.plans.get(candidate.tenant_id,
+                                                                                          "default")))
+            if queue != self._queues.pop(candidate.job_id, None):
+                moved[queue].append(candidate.job_id)
+            if queue:
                 message = message.copy(queue_name=queue)
             messages.append(message)
             self.in_flight[candidate.job_id] = InFlight(candidate.tenant_id, candidate.kind, candidate.cost)
             self.unclaimed.add(candidate.job_id)
+        if moved:  # rare (a plan changed): the row says where the message goes, for its dead letter
+            self.store.set_queues(moved)
         if self._sender is not None:
             self._sending.append((self._sender.request(messages), chosen, utcnow()))
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -314,6 +314,12 @@ class Store:
             return
         with self.db.system() as connection:
             connection.execute(_MARK_DISPATCHED, [{"job_id": j, "at": at} for j, at in zip(job_ids, times, strict=True)])
+
+    def set_queues(self, queues: Mapping[str | None, Sequence[int]]) -> None:
+        """Record the broker queue (None: its kind's) each of these jobs is published to."""
+        with self.db.system() as connection:
+            for queue, job_ids in queues.items():
+                connection.execute(jobs.update().where(jobs.c.id.in_(job_ids)).values(queue=queue))
 
     def settled(self, job_ids: Sequence[int]) -> tuple[list[Finished], set[int]]:
         """Of these in-flight jobs, in one query: those no longer in flight, and those a worker
