@@ -2,7 +2,7 @@
 # The container's command picks the fairq process; every setting comes from FAIRQ_* variables.
 #   api        the HTTP API and dashboard (gunicorn; WEB_CONCURRENCY processes, port PORT or 8000)
 #   worker     Dramatiq workers and the fair dispatcher (extra arguments go to `dramatiq`,
-#              e.g. `worker -Q fairq.jobs.t-acme` for a dedicated queue)
+#              e.g. `worker -Q fairq.t.acme` for acme's dedicated queue)
 #   scheduler  the periodic scheduler (periodiq); run exactly one
 #   migrate    upgrade the database as FAIRQ_DATABASE_OWNER_URL, grant the application role
 #   up         API + workers + scheduler in one process (a trial, not production)
