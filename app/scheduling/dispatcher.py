@@ -357,14 +357,18 @@ class Dispatcher:
         so a slow commit makes batches larger, not dispatching slower."""
         by_kind = kinds()
         messages = []
+        # the queue of the tenant's plan now: a job enqueued under another plan must not wait in a
+        # dedicated queue whose workers were stopped with it (nor on the shared one). Where it differs
+        # from the job's, the plans are read again: the job may be newer than this copy of them.
+        stored = [self._queues.pop(candidate.job_id, None) for candidate in chosen]
+        queues = [self._plan_queue(candidate) for candidate in chosen]
+        if queues != stored:
+            self._refresh_tenants(force=True)
+            queues = [self._plan_queue(candidate) for candidate in chosen]
         moved: dict[str | None, list[int]] = defaultdict(list)
-        for candidate in chosen:
+        for candidate, queue, before in zip(chosen, queues, stored):
             message = by_kind[candidate.kind].actor.message(candidate.job_id)
-            # the queue of the tenant's plan now: a job enqueued under another plan must not wait
-            # in a dedicated queue whose workers were stopped with it (nor on the shared one)
-            queue = queue_for(candidate.tenant_id, plan_for(self.settings, self.plans.get(candidate.tenant_id,
-                                                                                          "default")))
-            if queue != self._queues.pop(candidate.job_id, None):
+            if queue != before:
                 moved[queue].append(candidate.job_id)
             if queue:
                 message = message.copy(queue_name=queue)
@@ -390,6 +394,9 @@ class Dispatcher:
                 self._sent(chosen[:sent], utcnow())
             return
         self._sent(chosen, utcnow())
+
+    def _plan_queue(self, candidate: Candidate) -> str | None:
+        return queue_for(candidate.tenant_id, plan_for(self.settings, self.plans.get(candidate.tenant_id, "default")))
 
     def _send(self, batches: list[list]) -> list[None]:
         """The publishing thread: every batch waiting, in one transaction."""
