@@ -74,13 +74,6 @@ def test_gunicorn_serves_wsgi_app(real_settings):
     assert process.returncode == 0, output
 
 
-def _cpus(pid: int, task: int | None = None) -> set[int]:
-    """The CPUs a process (or one of its threads) may run on, from ``/proc``."""
-    import os
-
-    return os.sched_getaffinity(task or pid)
-
-
 def test_spread_binds_each_worker_process_and_all_its_threads_to_a_cpu_of_its_own(real_settings, monkeypatch):
     import os
     import re
@@ -101,11 +94,11 @@ def test_spread_binds_each_worker_process_and_all_its_threads_to_a_cpu_of_its_ow
         for pid, cpu in bound.values():
             threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
             assert len(threads) > 2  # its consumer and worker threads, started after the binding
-            assert all(_cpus(pid, t) == {cpu} for t in threads)
+            assert all(os.sched_getaffinity(t) == {cpu} for t in threads)
         # the command itself and its forks (the dispatcher companion, metrics) stay free
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         others = [int(c) for c in children if int(c) not in {pid for pid, _ in bound.values()}]
-        assert all(_cpus(pid) == allowed for pid in [process.pid, *others])
+        assert all(os.sched_getaffinity(pid) == allowed for pid in [process.pid, *others])
     finally:
         output = stop(process)
     assert process.returncode == 0, output
