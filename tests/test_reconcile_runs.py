@@ -228,6 +228,10 @@ def test_the_main_keys_lookups_read_each_side_in_the_order_of_its_ids(db):
         tune(connection)
         with tuned(connection, HALVES):
             plan = statement.x(f"EXPLAIN (COSTS OFF) {statement.named(statement.collapsed(0))}").scalars().all()
+            whole = statement.x(f"EXPLAIN (COSTS OFF) {statement.halves()}").scalars().all()
+    # the two halves run at once, each in a parallel worker
+    assert whole[0].startswith("Gather") and "Workers Planned: 2" in whole[1], "\n".join(whole)
+    assert "Parallel Append" in whole[2], "\n".join(whole)
     sorts = [line for line in plan if "Sort Key:" in line]
     # the outer sort (the bank's ids) comes first in the plan's text, the inner (the ledger's) under it
     assert len(sorts) == 2 and "eid" in sorts[0] and "iid" in sorts[1], "\n".join(plan)

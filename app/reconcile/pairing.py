@@ -33,24 +33,15 @@ class Pairing(Statements):
         more than once on a side: more rows than sides with a row (a count per side evaluated the
         side's test twice more a row). The outcome is worked out from the aggregates in the same
         statement level, so that it is worked out once a key.
-        ``half`` (0 or 1, PostgreSQL) keeps the keys of that half of the key space only, in the
-        cheapest terms found: amounts, not cents, in ``ic`` / ``ec`` (:meth:`collapsed` makes cents
-        of the few rows it keeps; a NUMERIC product a key and side cost about a tenth of the
-        statement), and each row's side tested once, in a subquery kept apart by ``OFFSET 0``,
-        where the eight ``FILTER`` clauses each compared the ledger's text again.
+        ``half`` (0 or 1, PostgreSQL) keeps the keys of that half of the key space only, and
+        gives amounts, not cents, in ``ic`` / ``ec``: :meth:`collapsed` makes cents of the few rows
+        it keeps (a NUMERIC product a key and side cost about a tenth of the statement).
         """
         d = self.d
         column = self.key.column
-        rows = (f"{FT} WHERE tenant_id = :tenant AND source = :source AND txn_time >= :wlo AND txn_time < :whi "
-                f"AND {column} IS NOT NULL")
-        sides = {"i": "ledger = 'internal'", "e": "ledger = 'external'"}
-        if half is not None:
-            rows = (f"(SELECT id, {column}, amount, status, txn_time, ledger = 'internal' AS isi FROM {rows} "
-                    f"AND hashtext({column}) & 1 = {half} OFFSET 0) f")
-            sides = {"i": "isi", "e": "NOT isi"}  # a ledger is internal or external (a CHECK constraint)
         values = {"k": column}
-        for s in ("i", "e"):
-            only = f"FILTER (WHERE {sides[s]})"
+        for ledger, s in (("internal", "i"), ("external", "e")):
+            only = f"FILTER (WHERE ledger = '{ledger}')"
             amount = f"min(amount) {only}"
             values.update({f"{s}id": f"min(id) {only}", f"{s}c": amount if half is not None else d.cents(amount),
                            f"{s}st": f"{d.smallest_text('status')} {only}", f"{s}t": f"min(txn_time) {only}"})
@@ -64,7 +55,10 @@ class Pairing(Statements):
             f"WHEN {self.window_fails(self.key, internal, external)} THEN 'split' "
             f"ELSE {self.classify(internal, external, tolerance=':tol_cents' if half is None else ':tol_amount')} END"
         )
-        return f"SELECT {', '.join(f'{values[c]} AS {c}' for c in RC_J)} FROM {rows} GROUP BY {column}"
+        which = "" if half is None else f"AND hashtext({column}) & 1 = {half} "
+        return (f"SELECT {', '.join(f'{values[c]} AS {c}' for c in RC_J)} FROM {FT} "
+                "WHERE tenant_id = :tenant AND source = :source AND txn_time >= :wlo AND txn_time < :whi "
+                f"AND {column} IS NOT NULL {which}GROUP BY {column}")
 
     def collapsed(self, half: int) -> str:
         """One half's keys that are not clean pairs, and one row counting its matched pairs.
@@ -97,13 +91,17 @@ class Pairing(Statements):
                      f"ON {s}.id = CASE WHEN p.outcome IN ({self.break_list()}, 'left', 'split') THEN p.{s}id END")
         return pairs
 
+    def halves(self) -> str:
+        """The main key's statement on PostgreSQL: the two halves of the key space, run in parallel
+        under :data:`~app.reconcile.tuning.HALVES` (a UNION ALL in FROM: the planner's parallel append
+        takes children that are not partial plans only there; a subquery with ``LIMIT`` or ``OFFSET``
+        in a half would make the whole serial). Matched pairs are only counted."""
+        return f"SELECT * FROM ({self.named(self.collapsed(0))} UNION ALL {self.named(self.collapsed(1))}) h"
+
     def main_key(self) -> None:
         if self.d.pg:
-            # the two halves of the key space in parallel (a UNION ALL in FROM: the planner's parallel
-            # append takes children that are not partial plans only there); matched pairs only counted
             with tuned(self.c, HALVES):
-                self.x(f"{self.d.temp('rc_j')} SELECT * FROM ({self.named(self.collapsed(0))} UNION ALL "
-                       f"{self.named(self.collapsed(1))}) h")
+                self.x(f"{self.d.temp('rc_j')} {self.halves()}")
             self.matched = self.x("SELECT CAST(coalesce(sum(n), 0) AS BIGINT), coalesce(sum(mc), 0) FROM rc_j "
                                   "WHERE outcome = 'matched'").one()
             self.x("DELETE FROM rc_j WHERE outcome = 'matched'")
