@@ -134,3 +134,61 @@ def test_a_monthly_quota_counts_every_day_of_the_month_and_only_this_month(real_
     assert (body["quota"], body["limit"], body["usage"]) == ("jobs_per_month", 5, 5)
     assert body["resets_at"] == "2026-06-01T00:00:00+00:00"
     assert int(refused.headers["Retry-After"]) == 11 * 86400 + 12 * 3600
+
+
+def _race_to_enqueue(settings, tenant_id: str, requests: int) -> list[str]:
+    """``requests`` enqueues of one tenant at the same moment, each in its own transaction."""
+    import threading
+
+    from app.quota.quotas import QuotaExceeded
+    from app.scheduling.jobs import enqueue as enqueue_job
+    from app.tenancy.scoping import tenant_session
+
+    start, answers = threading.Barrier(requests), []
+
+    def one() -> None:
+        try:
+            with tenant_session(tenant_id) as session:
+                start.wait()
+                enqueue_job(session, settings, kind="noop")
+            answers.append("accepted")
+        except QuotaExceeded:
+            answers.append("refused")
+
+    threads = [threading.Thread(target=one) for _ in range(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return sorted(answers)
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_enqueues_at_the_same_moment_never_take_a_tenant_over_its_jobs_quota(database, request, tmp_path):
+    """Each enqueue reads the tenant's usage, then adds its job: without a lock between the two,
+    twenty enqueues at once all read "0 of 5" and all commit (20 accepted on both databases)."""
+    import sqlalchemy as sa
+
+    import app.tasks  # noqa: F401  (the job kinds)
+    from app import migrate
+    from app.scheduling.models import Job
+    from app.settings import Settings, use_settings
+    from app.tenancy import service
+    from app.tenancy.scoping import system_session
+
+    plans = {"tiny": {"jobs_per_day": 5}}
+    if database == "postgresql":
+        real = request.getfixturevalue("real_settings")
+        settings = Settings.load(**{**real.model_dump(), "plans": plans})
+    else:
+        settings = Settings.load(data_dir=tmp_path, database_url="", database_owner_url="", broker_url="",
+                                 redis_url="", s3_bucket="", plans=plans)
+        migrate.prepare(settings)
+    use_settings(settings)
+    try:
+        service.create_tenant("acme", plan="tiny")
+        assert _race_to_enqueue(settings, "acme", 20) == ["accepted"] * 5 + ["refused"] * 15
+        with system_session() as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == 5
+    finally:
+        use_settings(None)

@@ -90,6 +90,41 @@ def test_weights_decide_the_dispatch_order(embedded):
     assert tenant_of(db, publisher.sent).count("b") == 8
 
 
+def test_a_job_with_no_cost_of_its_own_is_charged_its_kinds_estimate_which_follows_measured_run_times(embedded):
+    """At dispatch a job is charged its kind's estimate; when it ends, its tenant's charge is corrected
+    to the measured time and the kind's estimate moves towards it (a job that never ran measures
+    nothing), so the next jobs of the kind are charged closer to what they cost."""
+    from app.scheduling.dispatcher import EWMA
+
+    settings, db = embedded
+    dispatcher, publisher = make(settings, db, [("a", 1, "default")])
+    with tenant_session("a", db=db) as session:
+        enqueue_many(session, settings, kind="noop", payloads=[{}] * 20)  # no cost given
+    declared = kinds()["noop"].cost_estimate
+    dispatcher.become_leader()
+    # Given six jobs dispatched, each charged the kind's declared estimate
+    assert dispatcher.step() == 6
+    assert [f.estimate for f in dispatcher.in_flight.values()] == [declared] * 6
+    assert dispatcher.queue.snapshot()["a"]["vtime"] == pytest.approx(6 * declared)
+    # When one ends after a second, and one ends without having run
+    ran, never_ran, *others = list(dispatcher.in_flight)
+    dispatcher._ended(ran, 1.0)
+    dispatcher._ended(never_ran, 0.0)
+    # Then the tenant is charged what they took, and the estimate moved once, towards the second
+    assert dispatcher.queue.snapshot()["a"]["vtime"] == pytest.approx(4 * declared + 1.0)
+    learned = (1 - EWMA) * declared + EWMA * 1.0
+    assert dispatcher.estimates["noop"] == pytest.approx(learned)
+    # and the jobs read from the database from now on are charged the new estimate
+    for job_id in others:
+        dispatcher._ended(job_id, 1.0)
+    learned = dispatcher.estimates["noop"]
+    dispatcher.queue = dispatcher._fair_queue()  # an empty buffer: the next candidates are read now
+    dispatcher._refresh_tenants(force=True)
+    dispatcher.queue.notify("a")
+    assert dispatcher.step() == 6
+    assert [f.estimate for f in dispatcher.in_flight.values()] == [pytest.approx(learned)] * 6
+
+
 def test_a_newcomer_is_served_in_the_next_round_whatever_the_backlog(embedded):
     settings, db = embedded
     dispatcher, publisher = make(settings, db, [("big", 1, "default"), ("small", 1, "default")])

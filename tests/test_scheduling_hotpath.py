@@ -22,6 +22,7 @@ from app.scheduling.leader import LOCK_KEY
 from app.scheduling.models import Job
 from app.scheduling.store import Outcome, Started, Store
 from app.settings import Settings
+from app.tenancy import service
 from app.tenancy.models import Tenant
 from app.tenancy.scoping import system_session, tenant_session
 from tests.conftest import ROOT
@@ -205,6 +206,36 @@ def test_the_companion_leads_and_a_worker_thread_takes_over_when_it_dies(client,
     finally:
         _stop_worker(worker)
     assert _leader(fast_retries) is None  # nothing left holding the lock
+
+
+def test_jobs_in_flight_when_the_leader_dies_each_run_once(client, fast_retries, db):
+    """SIGKILL the leading companion while two tenants' backlogs flow through the window: a worker's
+    thread takes over within seconds, and every job, those it had in flight included, runs to
+    completion once (one attempt each: a job run twice would have been claimed twice)."""
+    def states():
+        with system_session() as session:
+            return dict(session.execute(sa.select(Job.state, sa.func.count()).group_by(Job.state)).all())
+
+    for tenant_id in ("acme", "globex"):
+        service.create_tenant(tenant_id)
+    worker = _start_worker(threads=4)
+    try:
+        wait_for(lambda: (_leader(fast_retries) or "").startswith("fairq-dispatcher-companion:"), timeout=60)
+        companion = int(_leader(fast_retries).rsplit(":", 1)[1])
+        for tenant_id in ("acme", "globex"):
+            with tenant_session(tenant_id) as session:
+                enqueue_many(session, fast_retries, kind="noop", payloads=[{"sleep_ms": 20}] * 200)
+        wait_for(lambda: states().get("succeeded", 0) >= 40, timeout=60)
+        os.kill(companion, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: (_leader(fast_retries) or "").startswith("fairq-dispatcher:"), timeout=15)
+        assert time.monotonic() - killed < 5
+        wait_for(lambda: states().get("succeeded", 0) == 400, timeout=120)
+    finally:
+        _stop_worker(worker)
+    with system_session() as session:
+        attempts = dict(session.execute(sa.select(Job.attempts, sa.func.count()).group_by(Job.attempts)).all())
+    assert attempts == {1: 400}
 
 
 def test_posted_items_wait_for_room_and_drain_waits_for_their_write():

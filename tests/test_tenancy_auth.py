@@ -11,7 +11,7 @@ from flask_jwt_extended import create_access_token
 
 from app.logs import configure_logging
 from app.tenancy.tokens import REDIS_LOADED, REDIS_PREFIX
-from tests.helpers import PASSWORD, assert_cross_tenant_404, bearer, invite, login, sign_up
+from tests.helpers import PASSWORD, assert_cross_tenant_404, assert_operator_only, bearer, invite, login, sign_up
 
 
 def problem(response, status, slug_suffix):
@@ -297,6 +297,22 @@ def test_admin_endpoints_are_for_operators_only(client):
     problem(client.patch("/admin/tenants/acme", json={"weight": 0}, headers=ops.headers), 400, "validation-error")
     problem(client.get("/admin/tenants/nope", headers=ops.headers), 404, "not-found")
     problem(client.get("/admin/tenants/_platform", headers=ops.headers), 404, "not-found")
+
+
+def test_a_tenants_plan_weight_and_pause_are_for_operators_only_not_even_its_own_admin(client):
+    """``GET`` / ``PATCH /admin/tenants/{id}``: no tenant's token reaches them, the owning tenant's
+    admin's included (a tenant raising its own weight or lifting its own pause would defeat the
+    scheduler), and a refused change changes nothing."""
+    from app.tenancy import service
+
+    admin = sign_up(client, "acme")
+    member = invite(client, admin, "bob@acme.example")
+    other = sign_up(client, "globex")
+    for method, json_body in (("GET", None), ("PATCH", {"weight": 1000, "plan": "pro"}),
+                              ("PATCH", {"paused": False})):
+        assert_operator_only(client, method, "/admin/tenants/acme", tenants=(admin, member, other), json=json_body)
+    tenant = service.get_tenant("acme")
+    assert (tenant.weight, tenant.plan, tenant.paused) == (1, "default", False)
 
 
 def test_an_unknown_plan_is_refused_and_nothing_changes(client):

@@ -6,10 +6,13 @@ has touched is full, so a backend may forget an idle bucket once it would have
 refilled completely: that keeps memory bounded without changing any answer.
 
 The dispatcher takes tokens for many jobs at once (one round trip for a whole
-batch), and the gate middleware re-checks one job at a time. Both are callers
-of :class:`BucketBackend`; :mod:`app.quota.memory_buckets` and
-:mod:`app.quota.redis_buckets` implement it, following Dramatiq's
-``rate_limits/backend.py``: the policy here, the storage there.
+batch); it is the only caller of :class:`BucketBackend`. The gate middleware
+takes none: the token was spent when the job was dispatched (a second one at
+the worker would charge the job twice), and the gate re-checks only what can
+change while a message waits, the pause and the concurrency cap.
+:mod:`app.quota.memory_buckets` and :mod:`app.quota.redis_buckets` implement
+the interface, following Dramatiq's ``rate_limits/backend.py``: the policy
+here, the storage there.
 
 Callers namespace their keys (``t:<tenant>:k:<kind>``); the backend adds
 :data:`KEY_PREFIX`.

@@ -3,9 +3,17 @@
 Usage comes from the ``usage_daily`` table (the durable record), so a Redis
 flush never resets a quota. Over a quota, the request is refused with 429 and
 a problem naming the quota, its limit, the usage and when it resets.
+
+A job is metered in the transaction that enqueues it, so a jobs quota is exact
+only if no other enqueue of the tenant reads the usage between this one's read
+and its commit: :func:`check` first takes a lock that the caller's transaction
+holds until it ends (a transaction-level advisory lock per tenant on
+PostgreSQL, the database's write lock on SQLite), and only for a plan with a
+jobs quota: other tenants, and plans without one, never wait for it.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -20,6 +28,10 @@ from app.quota.plans import QUOTA_FIELDS
 from app.settings import PlanSpec
 
 __all__ = ["QuotaExceeded", "Standing", "check", "standing", "period_bounds"]
+
+#: First key of the advisory locks that serialise a tenant's jobs-quota checks (PostgreSQL's
+#: two-key locks: they never meet the dispatcher's one-key leadership lock).
+QUOTA_LOCK_SPACE = 0x0F41_0001
 
 
 class QuotaExceeded(ServiceError):
@@ -73,6 +85,8 @@ def check(session: Session, plan: PlanSpec, *, tenant_id: str, **adding: int) ->
     Raises:
       QuotaExceeded: with the quota, limit, usage and reset time.
     """
+    if adding.get("jobs") and (plan.jobs_per_day is not None or plan.jobs_per_month is not None):
+        _serialise(session, tenant_id)
     for quota in standing(session, plan, set(adding)):
         amount = adding[quota.metric]
         if quota.used + amount > quota.limit or (amount == 0 and quota.used >= quota.limit):
@@ -87,3 +101,14 @@ def check(session: Session, plan: PlanSpec, *, tenant_id: str, **adding: int) ->
                 usage=quota.used,
                 resets_at=quota.resets_at.isoformat(),
             )
+
+
+def _serialise(session: Session, tenant_id: str) -> None:
+    """Wait for, then hold until the session's transaction ends, the right to read and add to the
+    tenant's jobs usage (see the module docstring)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(tenant_id.encode()) - 2**31  # PostgreSQL's int4
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(QUOTA_LOCK_SPACE, key)))
+    else:  # SQLite begins a transaction at its first write, IMMEDIATE (app.db): this one, writing nothing
+        session.execute(sa.update(UsageDaily).where(sa.false()).values(jobs=UsageDaily.jobs)
+                        .execution_options(synchronize_session=False))
