@@ -33,17 +33,14 @@ class Pairing(Statements):
         more than once on a side: more rows than sides with a row (a count per side evaluated the
         side's test twice more a row). The outcome is worked out from the aggregates in the same
         statement level, so that it is worked out once a key.
-        ``half`` (0 or 1, PostgreSQL) keeps the keys of that half of the key space only, and
-        gives amounts, not cents, in ``ic`` / ``ec``: :meth:`collapsed` makes cents of the few rows
-        it keeps (a NUMERIC product a key and side cost about a tenth of the statement).
+        ``half`` (0 or 1, PostgreSQL) keeps the keys of that half of the key space only.
         """
         d = self.d
         column = self.key.column
         values = {"k": column}
         for ledger, s in (("internal", "i"), ("external", "e")):
             only = f"FILTER (WHERE ledger = '{ledger}')"
-            amount = f"min(amount) {only}"
-            values.update({f"{s}id": f"min(id) {only}", f"{s}c": amount if half is not None else d.cents(amount),
+            values.update({f"{s}id": f"min(id) {only}", f"{s}c": d.cents(f"min(amount) {only}"),
                            f"{s}st": f"{d.smallest_text('status')} {only}", f"{s}t": f"min(txn_time) {only}"})
         internal = {name: values[f"i{name}"] for name in ("c", "st", "t")}
         external = {name: values[f"e{name}"] for name in ("c", "st", "t")}
@@ -53,7 +50,7 @@ class Pairing(Statements):
             # only one row of a side (its min(id)) goes on as ``left``
             f"CASE WHEN count(*) > 2 OR (count(*) = 2 AND ({alone})) THEN 'multi' WHEN {alone} THEN 'left' "
             f"WHEN {self.window_fails(self.key, internal, external)} THEN 'split' "
-            f"ELSE {self.classify(internal, external, tolerance=':tol_cents' if half is None else ':tol_amount')} END"
+            f"ELSE {self.classify(internal, external)} END"
         )
         which = "" if half is None else f"AND hashtext({column}) & 1 = {half} "
         return (f"SELECT {', '.join(f'{values[c]} AS {c}' for c in RC_J)} FROM {FT} "
@@ -64,12 +61,11 @@ class Pairing(Statements):
         """One half's keys that are not clean pairs, and one row counting its matched pairs.
 
         The matched row has only ``outcome``, ``n`` (how many pairs) and ``mc`` (their ledger
-        cents); the others have ``n`` 1 and ``mc`` NULL. Amounts become cents here.
+        cents); the others have ``n`` 1 and ``mc`` NULL.
         """
-        cents = {"ic": self.d.cents("g.ic"), "ec": self.d.cents("g.ec")}
-        keep = ", ".join(f"CASE WHEN g.outcome <> 'matched' THEN {cents.get(c, f'g.{c}')} END AS {c}" for c in RC_J[:-1])
-        matched = self.d.cents("sum(CASE WHEN g.outcome = 'matched' THEN g.ic END)")
-        return (f"SELECT {keep}, g.outcome, count(*) AS n, {matched} AS mc FROM ({self.keyed(half)}) g "
+        keep = ", ".join(f"CASE WHEN g.outcome <> 'matched' THEN g.{c} END AS {c}" for c in RC_J[:-1])
+        return (f"SELECT {keep}, g.outcome, count(*) AS n, "
+                f"sum(CASE WHEN g.outcome = 'matched' THEN g.ic END) AS mc FROM ({self.keyed(half)}) g "
                 f"GROUP BY {', '.join(str(n + 1) for n in range(len(RC_J)))}")
 
     def named(self, pairs: str) -> str:

@@ -83,7 +83,6 @@ class Statements:
             "whi": self.d.when(params.end + params.margin),
             "grace": self.d.when(params.now - timedelta(hours=params.grace_hours)),
             "tol_cents": int(params.amount_tolerance * 100),
-            "tol_amount": Decimal(int(params.amount_tolerance * 100)) / 100,
             "tol_seconds": params.date_tolerance_hours * 3600,
             "run": params.run_id,
             "now": self.d.when(params.now),
@@ -122,12 +121,8 @@ class Statements:
             return relation[name]
         return relation.format(name) if "{}" in relation else f"{relation}.{name}"
 
-    def classify(self, i: str | dict[str, str], e: str | dict[str, str], *, rev_i: str = "0", rev_e: str = "0",
-                 tolerance: str = ":tol_cents") -> str:
-        """The outcome of a pair whose sides are ``i`` and ``e`` (see :meth:`col`: columns c, st, t).
-
-        ``tolerance``: ``:tol_amount`` where the sides' ``c`` are amounts rather than cents.
-        """
+    def classify(self, i: str | dict[str, str], e: str | dict[str, str], *, rev_i: str = "0", rev_e: str = "0") -> str:
+        """The outcome of a pair whose sides are ``i`` and ``e`` (see :meth:`col`: columns c, st, t)."""
         c = self.col
         differ = f"coalesce({c(i, 'st')}, '') <> coalesce({c(e, 'st')}, '')"
         young = (f"(({c(i, 'st')} = 'PENDING' AND {c(i, 't')} > :grace) "
@@ -137,7 +132,7 @@ class Statements:
             f"WHEN {rev_i} <> {rev_e} THEN 'reversed' "
             f"WHEN {differ} AND {young} THEN 'pending' "
             f"WHEN {differ} THEN 'status_mismatch' "
-            f"WHEN abs({c(i, 'c')} - {c(e, 'c')}) > {tolerance} THEN 'amount_mismatch' "
+            f"WHEN abs({c(i, 'c')} - {c(e, 'c')}) > :tol_cents THEN 'amount_mismatch' "
             f"WHEN {self.d.apart(c(i, 't'), c(e, 't'), ':tol_seconds')} THEN 'date_drift' "
             "ELSE 'matched' END"
         )
