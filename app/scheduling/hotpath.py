@@ -10,23 +10,30 @@ checkout, switch to autocommit, the statement, and the reset on return
 statement), plus SQLAlchemy's execution path around a statement of well
 under a millisecond.
 
+Their array parameters are passed as array literals built here (:func:`ints`, :func:`floats`,
+:func:`texts`, :func:`times`), one string each: psycopg2 adapts a Python list element by element
+into ``ARRAY[...]``, and that adaptation was most of a batch's client CPU (measured: 73 µs for the
+outcome statement's parameters of 8 jobs, against 6 µs for the round trip itself).
+
 The statements keep the same meaning as the portable ones in
 :mod:`app.scheduling.store`, which the embedded default (SQLite) runs; the
 tests run both.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.db import Database
 from app.scheduling import signals
 from app.scheduling.models import STATES
 
-__all__ = ["Dedicated", "Prepared", "START", "FINISH", "MARK_DISPATCHED"]
+__all__ = ["Dedicated", "Prepared", "START", "FINISH", "MARK_DISPATCHED", "ints", "floats", "texts", "times"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +50,39 @@ class Prepared:
     def prepare(self) -> str:
         return f"PREPARE {self.name} ({', '.join(self.types)}) AS {self.sql}"
 
-    @property
+    @functools.cached_property
     def execute(self) -> str:
-        # explicit casts: psycopg2 sends a list as ARRAY[...], whose element type PostgreSQL
-        # would otherwise guess from the first element (or not at all when every one is NULL)
+        # explicit casts: an array literal (see :func:`ints`) is a string until cast, and psycopg2
+        # sends a list as ARRAY[...], whose element type PostgreSQL would otherwise guess from the
+        # first element (or not at all when every one is NULL)
         return f"EXECUTE {self.name} ({', '.join(f'%s::{t}' for t in self.types)})"
+
+
+def ints(values: Iterable[int]) -> str:
+    """An array literal of integers (for ``bigint[]``)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def floats(values: Iterable[float]) -> str:
+    """An array literal of numbers (for ``float8[]``); ``repr`` reads back as the same float."""
+    return "{" + ",".join(map(repr, values)) + "}"
+
+
+def _quoted(value: str | None) -> str:
+    if value is None:
+        return "NULL"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def texts(values: Iterable[str | None]) -> str:
+    """An array literal of strings, ``None`` as NULL (for ``text[]``, ``jsonb[]``)."""
+    return "{" + ",".join(map(_quoted, values)) + "}"
+
+
+def times(values: Iterable[datetime | None]) -> str:
+    """An array literal of timestamps, ``None`` as NULL (for ``timestamptz[]``); a naive one is
+    read in the session's time zone, as psycopg2's own adaptation has it."""
+    return "{" + ",".join("NULL" if value is None else value.isoformat() for value in values) + "}"
 
 
 class Dedicated:
