@@ -425,22 +425,24 @@ _FINAL = frozenset({"succeeded", "dead", "cancelled"})
 
 def _finish_params(outcomes: Sequence[Outcome], now: datetime, day) -> tuple:
     """:data:`hotpath.FINISH`'s parameters, the same rows as ``finish_many``'s portable path, in
-    one pass and as array literals (the hot path: see :mod:`app.scheduling.hotpath`)."""
+    one pass, as array literals (the hot path: see :mod:`app.scheduling.hotpath`). Ids, numbers
+    and times need no quoting in a literal; strings go through :func:`hotpath.texts`."""
+    now_text = now.isoformat()
     ids, states, finished, run_seconds, errors, results, not_before, began = [], [], [], [], [], [], [], []
     usage_rows: dict[tuple[str, str], list] = {}
     for outcome in outcomes:
         started, state, seconds, result = outcome.started, outcome.state, outcome.run_seconds, outcome.result
-        ids.append(started.job_id)
+        ids.append(str(started.job_id))
         states.append(state)
-        finished.append(now if state in _FINAL else None)
-        run_seconds.append(seconds)
+        finished.append(now_text if state in _FINAL else "NULL")
+        run_seconds.append(repr(seconds))
         errors.append(outcome.error)
         if state == "succeeded":
             results.append(json.dumps(result) if result else "{}")
         else:
             results.append(None)
-        not_before.append(outcome.not_before)
-        began.append(outcome.began_at)
+        not_before.append("NULL" if outcome.not_before is None else outcome.not_before.isoformat())
+        began.append("NULL" if outcome.began_at is None else outcome.began_at.isoformat())
         amounts = usage_rows.get((started.tenant_id, started.kind))
         if amounts is None:
             amounts = usage_rows[(started.tenant_id, started.kind)] = [0.0, 0, 0, 0]
@@ -451,13 +453,15 @@ def _finish_params(outcomes: Sequence[Outcome], now: datetime, day) -> tuple:
         if state != "succeeded":
             amounts[3] += 1
     ended = signals.ended_payloads([(o.started.job_id, o.run_seconds) for o in outcomes])
+    sums = list(usage_rows.values())
     return (
-        hotpath.ints(ids), hotpath.texts(states), hotpath.times(finished), hotpath.floats(run_seconds),
-        hotpath.texts(errors), hotpath.texts(results), hotpath.times(not_before), hotpath.times(began),
+        "{" + ",".join(ids) + "}", hotpath.texts(states), "{" + ",".join(finished) + "}",
+        "{" + ",".join(run_seconds) + "}", hotpath.texts(errors), hotpath.texts(results),
+        "{" + ",".join(not_before) + "}", "{" + ",".join(began) + "}",
         day,
-        hotpath.texts(tenant for tenant, _ in usage_rows), hotpath.texts(kind for _, kind in usage_rows),
-        hotpath.floats(a[0] for a in usage_rows.values()), hotpath.ints(a[1] for a in usage_rows.values()),
-        hotpath.ints(a[2] for a in usage_rows.values()), hotpath.ints(a[3] for a in usage_rows.values()),
+        hotpath.texts([tenant for tenant, _ in usage_rows]), hotpath.texts([kind for _, kind in usage_rows]),
+        hotpath.floats([a[0] for a in sums]), hotpath.ints([a[1] for a in sums]),
+        hotpath.ints([a[2] for a in sums]), hotpath.ints([a[3] for a in sums]),
         hotpath.texts(ended),
     )
 
