@@ -119,6 +119,56 @@ def test_start_finish_and_mark_give_the_same_result_on_both_databases(side):
     assert usage == [("acme", "noop", 4, 0.5 + 0.25 + 0.125 + 9.0, 0, 0, 3), ("beta", "noop", 1, 0.0, 0, 0, 0)]
 
 
+def test_outcomes_with_awkward_text_are_written_as_given_on_both_databases(side):
+    """PostgreSQL gets the outcome statement's arrays as literals built in Python (``hotpath.texts``
+    and the rest): errors and results with quotes, backslashes, braces, commas, new lines, the
+    word NULL or non-ASCII text come back exactly, and rows and messages are metered."""
+    settings, db = side
+    store = Store(db)
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    ids = _jobs(settings, db, "acme", 5)
+    started = store.start_many([(job_id, False) for job_id in ids])
+    awkward = ['say "hi"', "back\\slash \\\"", "NULL", "", "{a,b}, 'c'\nnext line \u00fcn\u00efcode \u20b9"]
+    store.finish_many([
+        Outcome(started[0], "dead", 0.1, error=awkward[0]),
+        Outcome(started[1], "failed", 0.2, error=awkward[1], not_before=utcnow() + timedelta(hours=1)),
+        Outcome(started[2], "succeeded", 0.3, result={"rows_loaded": 7, "note": awkward[4], "NULL": None}),
+        Outcome(started[3], "succeeded", 0.4, result={"messages": 3, "quote": awkward[0], "slash": awkward[1]}),
+        Outcome(started[4], "dead", 1e-05, error=awkward[2] + awkward[3] + awkward[4]),
+    ])
+    jobs, usage = _rows(db, ids)
+    assert [(state, error, result) for state, _, _, error, result, *_ in jobs] == [
+        ("dead", awkward[0], None),
+        ("failed", awkward[1], None),
+        ("succeeded", None, {"rows_loaded": 7, "note": awkward[4], "NULL": None}),
+        ("succeeded", None, {"messages": 3, "quote": awkward[0], "slash": awkward[1]}),
+        ("dead", "NULL" + awkward[4], None),
+    ]
+    assert [run for _, _, run, *_ in jobs] == [0.1, 0.2, 0.3, 0.4, 1e-05]
+    assert usage == [("acme", "noop", 5, 0.1 + 0.2 + 0.3 + 0.4 + 1e-05, 7, 3, 3)]
+
+
+def test_array_literals_read_back_as_the_values_they_were_built_from(db):
+    from app.scheduling import hotpath
+
+    strings = ['say "hi"', "back\\slash\\", "NULL", "", None, "{a,b}, 'c'\n\u20b9"]
+    now = utcnow()
+    on = Dedicated(db, name="test")
+    try:
+        for name, kind, literal, values in [
+            ("t_ints", "bigint[]", hotpath.ints, [1, -2, 2**62]),
+            ("t_floats", "float8[]", hotpath.floats, [0.1, 1e-05, 2.0000000000000004, 3, 1e300]),
+            ("t_texts", "text[]", hotpath.texts, strings),
+            ("t_times", "timestamptz[]", hotpath.times, [now, None, now.replace(microsecond=0)]),
+            ("t_empty", "text[]", hotpath.texts, []),
+        ]:
+            ((back,),) = on.run(hotpath.Prepared(name, (kind,), "SELECT $1"), (literal(values),))
+            assert back == values, name
+    finally:
+        on.close()
+
+
 def test_a_dedicated_connection_comes_back_after_it_was_cut(settings, db):
     """PostgreSQL ends the connection (a restart, a failover, an operator): the call in flight
     fails and the next one opens a new connection."""
@@ -443,12 +493,15 @@ def test_the_states_the_hot_statements_name_are_every_state_of_the_check_constra
     assert set(re.findall(r"'(\w+)'", str(check.sqltext))) == set(STATES) and len(STATES) == 7
 
 
-def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(settings, db):
+@pytest.mark.parametrize("table", ["large", "small"])
+def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(settings, db, table):
     """With the statistics taken when no job was running or waiting (most jobs finished), a test
     of the state that matches a partial index's predicate made PostgreSQL walk that index —
     every entry left by the jobs that ever were in the state — instead of finding the batch's
-    jobs by id. Each statement's generic plan (a prepared statement's after five runs) must
-    reach ``jobs`` only through index conditions on the batch's ids."""
+    jobs by id. And a dedicated connection plans each statement once (``hotpath.SESSION``): a
+    plan made while the statistics said the table was small scanned it whole, and would have
+    gone on doing so as it grew. Each statement's generic plan, in a dedicated connection's
+    session, must reach ``jobs`` only through index conditions on the batch's ids."""
     from app.db import get_owner_db
     from app.scheduling import hotpath
 
@@ -456,19 +509,21 @@ def test_the_hot_statements_find_their_jobs_by_id_whatever_the_statistics_say(se
         session.add(Tenant(id="acme", name="acme"))
     _jobs(settings, db, "acme", 1)
     owner = get_owner_db(settings).engine
-    with owner.begin() as connection:  # a table too large to scan whole, every job finished
-        connection.execute(sa.text(
-            "INSERT INTO jobs (tenant_id, kind, state, priority, payload, attempts, max_retries, enqueued_at, "
-            "run_seconds, cancel_requested) SELECT tenant_id, kind, 'succeeded', priority, payload, 1, max_retries, "
-            "enqueued_at, 0.01, false FROM jobs, generate_series(1, 20000)"))
-        connection.execute(sa.text("UPDATE jobs SET state = 'succeeded'"))
-    with owner.connect() as connection:
+    if table == "large":
+        with owner.begin() as connection:  # a table too large to scan whole, every job finished
+            connection.execute(sa.text(
+                "INSERT INTO jobs (tenant_id, kind, state, priority, payload, attempts, max_retries, enqueued_at, "
+                "run_seconds, cancel_requested) SELECT tenant_id, kind, 'succeeded', priority, payload, 1, "
+                "max_retries, enqueued_at, 0.01, false FROM jobs, generate_series(1, 20000)"))
+            connection.execute(sa.text("UPDATE jobs SET state = 'succeeded'"))
+    with owner.connect() as connection:  # "small": one job, as just after a benchmark's reset
         connection.execute(sa.text("ANALYZE jobs"))
     connection = db.system_engine.raw_connection()
     connection.detach()  # closed for good below: its prepared statements must not go back to the pool
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            for setting in hotpath.SESSION:
+                cursor.execute(setting)
             for statement in (hotpath.START, hotpath.FINISH, hotpath.MARK_DISPATCHED):
                 cursor.execute(statement.prepare)
                 nulls = ", ".join(f"NULL::{t}" for t in statement.types)

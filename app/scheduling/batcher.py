@@ -29,9 +29,11 @@ class Ticket(Generic[Item, Result]):
 
     __slots__ = ("item", "done", "result", "error")
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, *, waited: bool = True) -> None:
         self.item = item
-        self.done = threading.Event()
+        #: ``None`` for a posted item: nobody waits for it, so it needs no event (one less
+        #: lock and condition to make and set for every outcome)
+        self.done = threading.Event() if waited else None
         self.result: Result | None = None
         self.error: BaseException | None = None
 
@@ -95,7 +97,7 @@ class GroupCommit(Generic[Item, Result]):
         with self._condition:
             while len(self._pending) >= self._max_pending:
                 self._condition.wait()
-            self._pending.append(Ticket(item))
+            self._pending.append(Ticket(item, waited=False))
             self._condition.notify_all()
 
     def drain(self, timeout: float) -> bool:
@@ -128,7 +130,8 @@ class GroupCommit(Generic[Item, Result]):
                 for pending in batch:
                     pending.error = exc
             for pending in batch:
-                pending.done.set()
+                if pending.done is not None:
+                    pending.done.set()
             with self._condition:
                 self._flushing = False
                 self._condition.notify_all()  # for drain()

@@ -110,7 +110,7 @@ class Store:
         redelivered = [job_id for job_id, again in requests if again] or [-1]
         now = utcnow()
         if self.db.dialect == "postgresql":
-            rows = self._run(hotpath.START, (ids, redelivered, now), on)
+            rows = self._run(hotpath.START, (hotpath.ints(ids), hotpath.ints(redelivered), now), on)
         else:
             with self.db.system() as connection:
                 rows = connection.execute(_START_MANY, {"ids": ids, "redelivered": redelivered, "now": now}).all()
@@ -135,11 +135,15 @@ class Store:
         per tenant, kind and day), and tell the dispatcher which jobs left flight."""
         now = utcnow()
         day = now.date()
+        if self.db.dialect == "postgresql":
+            # one statement, one round trip: the outcomes, the usage and the dispatcher's news
+            self._run(hotpath.FINISH, _finish_params(outcomes, now, day), on)
+            return [None] * len(outcomes)
         usage_rows: dict[tuple[str, str], dict[str, float]] = {}
         updates = []
         for outcome in outcomes:
             result = outcome.result or {}
-            final = outcome.state in ("succeeded", "dead", "cancelled")
+            final = outcome.state in _FINAL
             updates.append({
                 "job_id": outcome.started.job_id, "state": outcome.state, "finished_at": now if final else None,
                 "run_seconds": outcome.run_seconds, "last_error": outcome.error,
@@ -153,27 +157,6 @@ class Store:
             amounts["messages"] += int(result.get("messages", 0) or 0)
             amounts["failures"] += 0 if outcome.state == "succeeded" else 1
         ended = [(o.started.job_id, o.run_seconds) for o in outcomes]
-        if self.db.dialect == "postgresql":
-            # one statement, one round trip: the outcomes, the usage and the dispatcher's news
-            self._run(hotpath.FINISH, (
-                [u["job_id"] for u in updates],
-                [u["state"] for u in updates],
-                [u["finished_at"] for u in updates],
-                [u["run_seconds"] for u in updates],
-                [u["last_error"] for u in updates],
-                [None if u["result"] is None else json.dumps(u["result"]) for u in updates],
-                [u["not_before"] for u in updates],
-                [u["began_at"] for u in updates],
-                day,
-                [tenant for tenant, _ in usage_rows],
-                [kind for _, kind in usage_rows],
-                [a["run_seconds"] for a in usage_rows.values()],
-                [a["rows"] for a in usage_rows.values()],
-                [a["messages"] for a in usage_rows.values()],
-                [a["failures"] for a in usage_rows.values()],
-                signals.ended_payloads(ended),
-            ), on)
-            return [None] * len(outcomes)
         with self.db.system() as connection:
             connection.execute(_FINISH, updates)
             connection.execute(_usage_upsert(connection.dialect.name), [
@@ -310,7 +293,7 @@ class Store:
             return
         times = list(published_at) if published_at is not None else [utcnow()] * len(job_ids)
         if self.db.dialect == "postgresql":
-            self._run(hotpath.MARK_DISPATCHED, (list(job_ids), times), on)
+            self._run(hotpath.MARK_DISPATCHED, (hotpath.ints(job_ids), hotpath.times(times)), on)
             return
         with self.db.system() as connection:
             connection.execute(_MARK_DISPATCHED, [{"job_id": j, "at": at} for j, at in zip(job_ids, times, strict=True)])
@@ -434,6 +417,53 @@ def again_on_deadlock(action, *, attempts: int = DEADLOCK_ATTEMPTS):
             if code not in _TRY_AGAIN or attempt == attempts:
                 raise
             logger.info("deadlock on job rows (attempt %d); trying again", attempt)
+
+
+#: The states that end a job (a ``failed`` one waits for its retry).
+_FINAL = frozenset({"succeeded", "dead", "cancelled"})
+
+
+def _finish_params(outcomes: Sequence[Outcome], now: datetime, day) -> tuple:
+    """:data:`hotpath.FINISH`'s parameters, the same rows as ``finish_many``'s portable path, in
+    one pass, as array literals (the hot path: see :mod:`app.scheduling.hotpath`). Ids, numbers
+    and times need no quoting in a literal; strings go through :func:`hotpath.texts`."""
+    now_text = now.isoformat()
+    ids, states, finished, run_seconds, errors, results, not_before, began = [], [], [], [], [], [], [], []
+    usage_rows: dict[tuple[str, str], list] = {}
+    for outcome in outcomes:
+        started, state, seconds, result = outcome.started, outcome.state, outcome.run_seconds, outcome.result
+        ids.append(str(started.job_id))
+        states.append(state)
+        finished.append(now_text if state in _FINAL else "NULL")
+        run_seconds.append(repr(seconds))
+        errors.append(outcome.error)
+        if state == "succeeded":
+            results.append(json.dumps(result) if result else "{}")
+        else:
+            results.append(None)
+        not_before.append("NULL" if outcome.not_before is None else outcome.not_before.isoformat())
+        began.append("NULL" if outcome.began_at is None else outcome.began_at.isoformat())
+        amounts = usage_rows.get((started.tenant_id, started.kind))
+        if amounts is None:
+            amounts = usage_rows[(started.tenant_id, started.kind)] = [0.0, 0, 0, 0]
+        amounts[0] += seconds
+        if result:
+            amounts[1] += int(result.get("rows_loaded", 0) or 0)
+            amounts[2] += int(result.get("messages", 0) or 0)
+        if state != "succeeded":
+            amounts[3] += 1
+    ended = signals.ended_payloads([(o.started.job_id, o.run_seconds) for o in outcomes])
+    sums = list(usage_rows.values())
+    return (
+        "{" + ",".join(ids) + "}", hotpath.texts(states), "{" + ",".join(finished) + "}",
+        "{" + ",".join(run_seconds) + "}", hotpath.texts(errors), hotpath.texts(results),
+        "{" + ",".join(not_before) + "}", "{" + ",".join(began) + "}",
+        day,
+        hotpath.texts([tenant for tenant, _ in usage_rows]), hotpath.texts([kind for _, kind in usage_rows]),
+        hotpath.floats([a[0] for a in sums]), hotpath.ints([a[1] for a in sums]),
+        hotpath.ints([a[2] for a in sums]), hotpath.ints([a[3] for a in sums]),
+        hotpath.texts(ended),
+    )
 
 
 def add_usage(connection: sa.Connection, *, tenant_id: str, kind: str, day, **amounts: float) -> None:
