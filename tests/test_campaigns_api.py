@@ -158,6 +158,8 @@ def test_an_inline_audience_over_the_messages_quota_is_429(client):
     tenancy.update_tenant("acme", tenancy.TenantChanges(plan="free"))  # 1,000 messages a day
     response = create(client, a, recipients=[{"n": i} for i in range(1001)])
     assert response.status_code == 429 and response.get_json()["quota"] == "messages_per_day"
+    assert response.get_json()["type"] == "/problems/quota-exceeded"
+    assert "quota messages_per_day of plan 'free' exceeded" in response.get_json()["detail"]
     assert campaign_rows() == []
 
 

@@ -152,7 +152,9 @@ def create_campaign_once(session: Session, settings: Settings, new: NewCampaign,
     if new.send_at is not None and new.schedule is not None:
         raise Invalid("give send_at or schedule, not both", errors=[{"field": "send_at", "message": "not with schedule"}])
     schedule = check_cron(new.schedule) if new.schedule is not None else None
-    quotas.check(session, plan_for(settings, get_tenant(tenant_id).plan), tenant_id=tenant_id, messages=messages)
+    plan_name = get_tenant(tenant_id).plan
+    quotas.check(session, plan_for(settings, plan_name), plan_name=plan_name, tenant_id=tenant_id,
+                 messages=messages)
 
     now = utcnow()
     first = next_occurrence(schedule, now) if schedule else None

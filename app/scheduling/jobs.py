@@ -91,8 +91,9 @@ def enqueue(
             return existing, False
 
     tenant = session.get(Tenant, tenant_id)
-    plan = plan_for(settings, tenant.plan if tenant else "default")
-    quotas.check(session, plan, tenant_id=tenant_id, jobs=1)
+    plan_name = tenant.plan if tenant else "default"
+    plan = plan_for(settings, plan_name)
+    quotas.check(session, plan, plan_name=plan_name, tenant_id=tenant_id, jobs=1)
     job = Job(
         tenant_id=tenant_id,
         kind=kind,
@@ -168,8 +169,9 @@ def enqueue_many(
     if not payloads:
         return 0
     tenant = session.get(Tenant, tenant_id)
-    plan = plan_for(settings, tenant.plan if tenant else "default")
-    quotas.check(session, plan, tenant_id=tenant_id, jobs=len(payloads))
+    plan_name = tenant.plan if tenant else "default"
+    plan = plan_for(settings, plan_name)
+    quotas.check(session, plan, plan_name=plan_name, tenant_id=tenant_id, jobs=len(payloads))
     now = utcnow()
     queue = queue_for(tenant_id, plan)
     rows = [
