@@ -119,6 +119,26 @@ def test_start_finish_and_mark_give_the_same_result_on_both_databases(side):
     assert usage == [("acme", "noop", 4, 0.5 + 0.25 + 0.125 + 9.0, 0, 0, 3), ("beta", "noop", 1, 0.0, 0, 0, 0)]
 
 
+def test_only_failed_and_dead_attempts_are_metered_as_failures_on_both_databases(side):
+    """A cancelled attempt is no failure: of four attempts that end cancelled, succeeded, failed
+    and dead, usage counts two failures (and every attempt's run seconds)."""
+    settings, db = side
+    store = Store(db)
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    ids = _jobs(settings, db, "acme", 4)
+    started = store.start_many([(job_id, False) for job_id in ids])
+    store.finish_many([
+        Outcome(started[0], "cancelled", 0.5, error="cancelled while running"),
+        Outcome(started[1], "succeeded", 0.25),
+        Outcome(started[2], "failed", 0.125, error="boom", not_before=utcnow() + timedelta(hours=1)),
+        Outcome(started[3], "dead", 0.0625, error="gone"),
+    ])
+    jobs, usage = _rows(db, ids)
+    assert [job[0] for job in jobs] == ["cancelled", "succeeded", "failed", "dead"]
+    assert usage == [("acme", "noop", 4, 0.5 + 0.25 + 0.125 + 0.0625, 0, 0, 2)]
+
+
 def test_a_dedicated_connection_comes_back_after_it_was_cut(settings, db):
     """PostgreSQL ends the connection (a restart, a failover, an operator): the call in flight
     fails and the next one opens a new connection."""

@@ -151,7 +151,7 @@ class Store:
             amounts["run_seconds"] += outcome.run_seconds
             amounts["rows"] += int(result.get("rows_loaded", 0) or 0)
             amounts["messages"] += int(result.get("messages", 0) or 0)
-            amounts["failures"] += 0 if outcome.state == "succeeded" else 1
+            amounts["failures"] += 1 if outcome.state in ("failed", "dead") else 0  # cancelled is no failure
         ended = [(o.started.job_id, o.run_seconds) for o in outcomes]
         if self.db.dialect == "postgresql":
             # one statement, one round trip: the outcomes, the usage and the dispatcher's news
