@@ -139,6 +139,31 @@ def test_only_failed_and_dead_attempts_are_metered_as_failures_on_both_databases
     assert usage == [("acme", "noop", 4, 0.5 + 0.25 + 0.125 + 0.0625, 0, 0, 2)]
 
 
+def test_a_deferral_message_is_cleared_when_the_job_starts_and_a_jobs_own_progress_stays(side):
+    settings, db = side
+    store = Store(db)
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    deferred, reporting = _jobs(settings, db, "acme", 2)
+    # Given a job the gate deferred (its tenant was paused) and a running job that reported progress
+    assert store.defer(deferred, seconds=0, reason="tenant paused") == "acme"
+    store.start_many([(reporting, False)])
+    store.progress(reporting, 5, 10, "halfway")
+
+    def message(job_id):
+        with system_session(db=db) as session:
+            return session.get(Job, job_id).progress_message
+
+    assert message(deferred) == "deferred: tenant paused"
+    # When the deferred job starts, and the other starts again (its worker died)
+    (started,) = store.start_many([(deferred, False)])
+    (again,) = store.start_many([(reporting, True)])
+    # Then the deferral is forgotten, the job's own progress is not
+    assert message(deferred) is None and message(reporting) == "halfway"
+    store.finish_many([Outcome(started, "succeeded", 0.5), Outcome(again, "succeeded", 0.5)])
+    assert message(deferred) is None and message(reporting) == "halfway"
+
+
 def test_a_dedicated_connection_comes_back_after_it_was_cut(settings, db):
     """PostgreSQL ends the connection (a restart, a failover, an operator): the call in flight
     fails and the next one opens a new connection."""

@@ -233,7 +233,7 @@ class Store:
                     state="queued",
                     not_before=not_before,
                     attempts=sa.case((jobs.c.state == "running", jobs.c.attempts - 1), else_=jobs.c.attempts),
-                    progress_message=f"deferred: {reason}",
+                    progress_message=f"{hotpath.DEFERRED_PREFIX}{reason}",
                 )
                 .returning(jobs.c.tenant_id)
             ).scalar()
@@ -479,7 +479,9 @@ _START_MANY = (
         ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery(),
     )
     .values(state="running", started_at=sa.bindparam("now"), attempts=jobs.c.attempts + 1, last_error=None,
-            dispatched_at=sa.case((jobs.c.state.in_(DISPATCHABLE), sa.bindparam("now")), else_=jobs.c.dispatched_at))
+            dispatched_at=sa.case((jobs.c.state.in_(DISPATCHABLE), sa.bindparam("now")), else_=jobs.c.dispatched_at),
+            progress_message=sa.case((jobs.c.progress_message.like(hotpath.DEFERRED_PREFIX + "%"), None),
+                                     else_=jobs.c.progress_message))
     .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries,
                jobs.c.enqueued_at)
 )
