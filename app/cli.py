@@ -1,7 +1,9 @@
 """The admin CLI: ``fairq``, a click group on Flask's CLI.
 
 Bad input is a clear message on stderr and exit code 2 (click's usage-error
-code); a backend that is down is exit code 1.
+code); a backend that is down is exit code 1. On the embedded default, the
+subsystems' commands (``fairq tenants``, ``fairq jobs``, ...) first bring the
+SQLite database up to date, as ``fairq up`` does, so they work in a fresh folder.
 """
 from __future__ import annotations
 
@@ -39,6 +41,25 @@ def cli() -> None:
 
     if _quiet():
         configure_logging("WARNING")
+    if click.get_current_context().invoked_subcommand in _DATABASE_COMMANDS:
+        _upgrade_embedded_database()
+
+
+def _upgrade_embedded_database() -> None:
+    """On the embedded default, upgrade the SQLite database if it is behind (a fresh folder has no
+    tables yet), as ``fairq up`` does, saying so on stderr. A real database is left to
+    ``fairq db upgrade``."""
+    from app import migrate
+    from app.db import get_db
+
+    settings = get_settings()
+    if not settings.embedded["database"]:
+        return
+    head = migrate.head()
+    if migrate.current(get_db(settings)) == head:
+        return
+    _run_migration(lambda: migrate.prepare(settings))
+    click.echo(f"fairq: upgraded the embedded database {settings.data_dir / 'fairq.db'} to {head}", err=True)
 
 
 @cli.command("up")
@@ -161,6 +182,9 @@ def _subsystem_commands() -> list[click.Command]:
 
 for _command in _subsystem_commands():
     cli.add_command(_command)
+
+#: The subsystems' commands: each reads or writes the database.
+_DATABASE_COMMANDS = {command.name for command in _subsystem_commands()}
 
 
 def init_app(app) -> None:

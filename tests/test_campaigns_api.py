@@ -117,11 +117,49 @@ def test_the_campaign_and_its_event_commit_together_or_not_at_all(client, real_s
         assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
 
 
+def test_the_same_idempotency_key_returns_the_same_campaign(client):
+    a, b = sign_up(client, "acme"), sign_up(client, "globex")
+    key = {"Idempotency-Key": "launch-1"}
+    first = client.post("/campaigns", json={"name": "Launch"}, headers={**a.headers, **key})
+    again = client.post("/campaigns", json={"name": "Launch"}, headers={**a.headers, **key})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json() == first.get_json()
+    assert again.headers["Location"] == first.headers["Location"]
+    assert len(campaign_rows()) == 1
+    # another tenant's identical key is its own
+    other = client.post("/campaigns", json={"name": "Launch"}, headers={**b.headers, **key})
+    assert other.status_code == 201
+    assert other.get_json()["tenant_id"] == "globex" and other.get_json()["id"] != first.get_json()["id"]
+    assert other.get_json()["job_id"] != first.get_json()["job_id"]
+    # a key used for another kind of job is refused, and writes nothing
+    client.post("/jobs", json={"kind": "noop"}, headers={**a.headers, "Idempotency-Key": "noop-1"})
+    reused = client.post("/campaigns", json={"name": "Launch"}, headers={**a.headers, "Idempotency-Key": "noop-1"})
+    assert reused.status_code == 400 and "another kind of job" in reused.get_json()["detail"]
+    assert len(campaign_rows()) == 2
+
+
+def test_a_repeat_that_missed_the_first_key_still_keeps_one_campaign(client, monkeypatch):
+    """As if two requests with one key ran at once: the second did not see the first's job when it
+    looked, so its own job hits the key's unique index; it answers with the first campaign."""
+    from app.scheduling import jobs
+
+    a = sign_up(client, "acme")
+    key = {"Idempotency-Key": "launch-1"}
+    first = client.post("/campaigns", json={"name": "Launch"}, headers={**a.headers, **key})
+    monkeypatch.setattr(jobs, "job_for_key", lambda session, idempotency_key: None)
+    again = client.post("/campaigns", json={"name": "Launch"}, headers={**a.headers, **key})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert [c.id for c in campaign_rows()] == [first.get_json()["id"]]
+
+
 def test_an_inline_audience_over_the_messages_quota_is_429(client):
     a = sign_up(client, "acme")
     tenancy.update_tenant("acme", tenancy.TenantChanges(plan="free"))  # 1,000 messages a day
     response = create(client, a, recipients=[{"n": i} for i in range(1001)])
     assert response.status_code == 429 and response.get_json()["quota"] == "messages_per_day"
+    assert response.get_json()["type"] == "/problems/quota-exceeded"
+    assert "quota messages_per_day of plan 'free' exceeded" in response.get_json()["detail"]
     assert campaign_rows() == []
 
 

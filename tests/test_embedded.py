@@ -10,7 +10,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.conftest import clean_env
+from tests.conftest import clean_env, run_fairq
 
 
 def get(url, *, data=None, token=None):
@@ -25,6 +25,22 @@ def get(url, *, data=None, token=None):
     except urllib.error.HTTPError as error:
         with error:
             return error.code, error.headers, error.read()
+
+
+def test_admin_commands_on_a_fresh_embedded_folder_migrate_it_first(tmp_path):
+    """Given a folder where fairq never ran (no database yet), when an admin command runs there
+    first, it brings the embedded database up to date as `fairq up` does, then does its work."""
+    from app import migrate
+
+    env = clean_env()
+    created = run_fairq("tenants", "create", "acme", env=env, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "Traceback" not in created.stderr and "created acme" in created.stdout
+    assert "upgraded the embedded database" in created.stderr
+    listed = run_fairq("tenants", "list", env=env, cwd=tmp_path)
+    assert listed.returncode == 0 and "acme" in listed.stdout and listed.stderr == ""  # once only
+    current = run_fairq("db", "current", env=env, cwd=tmp_path)
+    assert f"current: {migrate.head()}" in current.stdout and "up to date" in current.stdout
 
 
 def test_fairq_up_serves_the_api_on_the_embedded_default(fairq_up):

@@ -100,6 +100,7 @@ def test_over_a_hard_quota_the_enqueue_is_429_naming_it(real_settings, db):
     body = refused.get_json()
     assert body["type"] == "/problems/quota-exceeded"
     assert (body["quota"], body["limit"], body["usage"]) == ("jobs_per_day", 2, 2)
+    assert body["detail"].startswith("quota jobs_per_day of plan 'tiny' exceeded: 2 used of 2; resets at ")
     assert body["resets_at"] and int(refused.headers["Retry-After"]) > 0
     # nothing half-applied: still two jobs
     assert len(client.get("/jobs", headers=a.headers).get_json()["items"]) == 2

@@ -288,6 +288,7 @@ def test_a_tenant_paused_after_its_job_was_dispatched_is_deferred_at_the_worker_
     service.update_tenant("acme", service.TenantChanges(paused=False))
     wait_for(lambda: states([job_id])[job_id] == "succeeded", timeout=30)
     assert job_row(job_id).attempts == 1  # one attempt: the deferral used no retry
+    assert job_row(job_id).progress_message is None  # the deferral is not the finished job's news
 
 
 def test_cancelling_a_running_job_stops_it_at_a_checkpoint(client, worker):

@@ -169,6 +169,51 @@ def test_array_literals_read_back_as_the_values_they_were_built_from(db):
         on.close()
 
 
+def test_only_failed_and_dead_attempts_are_metered_as_failures_on_both_databases(side):
+    """A cancelled attempt is no failure: of four attempts that end cancelled, succeeded, failed
+    and dead, usage counts two failures (and every attempt's run seconds)."""
+    settings, db = side
+    store = Store(db)
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    ids = _jobs(settings, db, "acme", 4)
+    started = store.start_many([(job_id, False) for job_id in ids])
+    store.finish_many([
+        Outcome(started[0], "cancelled", 0.5, error="cancelled while running"),
+        Outcome(started[1], "succeeded", 0.25),
+        Outcome(started[2], "failed", 0.125, error="boom", not_before=utcnow() + timedelta(hours=1)),
+        Outcome(started[3], "dead", 0.0625, error="gone"),
+    ])
+    jobs, usage = _rows(db, ids)
+    assert [job[0] for job in jobs] == ["cancelled", "succeeded", "failed", "dead"]
+    assert usage == [("acme", "noop", 4, 0.5 + 0.25 + 0.125 + 0.0625, 0, 0, 2)]
+
+
+def test_a_deferral_message_is_cleared_when_the_job_starts_and_a_jobs_own_progress_stays(side):
+    settings, db = side
+    store = Store(db)
+    with system_session(db=db) as session:
+        session.add(Tenant(id="acme", name="acme"))
+    deferred, reporting = _jobs(settings, db, "acme", 2)
+    # Given a job the gate deferred (its tenant was paused) and a running job that reported progress
+    assert store.defer(deferred, seconds=0, reason="tenant paused") == "acme"
+    store.start_many([(reporting, False)])
+    store.progress(reporting, 5, 10, "halfway")
+
+    def message(job_id):
+        with system_session(db=db) as session:
+            return session.get(Job, job_id).progress_message
+
+    assert message(deferred) == "deferred: tenant paused"
+    # When the deferred job starts, and the other starts again (its worker died)
+    (started,) = store.start_many([(deferred, False)])
+    (again,) = store.start_many([(reporting, True)])
+    # Then the deferral is forgotten, the job's own progress is not
+    assert message(deferred) is None and message(reporting) == "halfway"
+    store.finish_many([Outcome(started, "succeeded", 0.5), Outcome(again, "succeeded", 0.5)])
+    assert message(deferred) is None and message(reporting) == "halfway"
+
+
 def test_a_dedicated_connection_comes_back_after_it_was_cut(settings, db):
     """PostgreSQL ends the connection (a restart, a failover, an operator): the call in flight
     fails and the next one opens a new connection."""

@@ -11,6 +11,7 @@ from apiflask.validators import Length, OneOf
 from flask import current_app, url_for
 
 from app.api.guards import admin_required, operator_required, tenant_user_required
+from app.api.jobs import idempotency_key
 from app.api.pagination import PageIn, page, page_of
 from app.campaigns import service, webhooks
 from app.campaigns.models import CAMPAIGN_STATUSES
@@ -139,7 +140,8 @@ def _utc(value):
     summary="Create a campaign",
     description="The campaign and the job that runs it (its `campaign.created` event) are written in one "
                 "transaction. Audience: `recipients` or `audience_s3_path` (none: one delivery). `send_at` "
-                "starts it later; `schedule` (cron) makes it recur.",
+                "starts it later; `schedule` (cron) makes it recur. Send an `Idempotency-Key` header to make "
+                "retries safe: the same key returns the same campaign (200), never a second one.",
     security="BearerAuth",
     responses={400: "Unknown channel, a template field the audience lacks, bad audience or schedule",
                403: "Another tenant's id or folder", 429: "Over a quota of the plan"},
@@ -148,9 +150,11 @@ def create_campaign(body):
     require_same_tenant(current_identity(), body.pop("tenant_id", None))
     body["send_at"] = _utc(body.get("send_at"))
     session = request_session()
-    campaign = service.create_campaign(session, _settings(), service.NewCampaign(**body))
+    campaign, created = service.create_campaign_once(session, _settings(), service.NewCampaign(**body),
+                                                     idempotency_key=idempotency_key())
     session.commit()
-    return campaign, 201, {"Location": url_for("campaigns.get_campaign", campaign_id=campaign.id)}
+    location = url_for("campaigns.get_campaign", campaign_id=campaign.id)
+    return campaign, 201 if created else 200, {"Location": location}
 
 
 @bp.get("/campaigns")

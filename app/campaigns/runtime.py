@@ -167,7 +167,8 @@ def fan_out(run: Run, start: int, rows: list[dict]) -> bool:
         payloads = [{"campaign_id": run.campaign_id, "run": run.run, "recipient": start + i, "row": row}
                     for i, row in enumerate(rows)]
         try:
-            quotas.check(session, plan_for(settings, get_tenant(run.tenant_id).plan), tenant_id=run.tenant_id,
+            plan_name = get_tenant(run.tenant_id).plan
+            quotas.check(session, plan_for(settings, plan_name), plan_name=plan_name, tenant_id=run.tenant_id,
                          messages=len(rows))
             jobs.enqueue_many(session, settings, kind=DELIVER_KIND, payloads=payloads)
         except quotas.QuotaExceeded as exc:

@@ -52,15 +52,17 @@ def next_occurrence(expression: str, after: datetime) -> datetime:
 
 
 def enqueue_run(session, settings: Settings, campaign: Campaign, *, at: datetime | None,
-                occurrence: datetime | None = None):
+                occurrence: datetime | None = None, idempotency_key: str | None = None):
     """Queue a run of ``campaign`` in the session's transaction (not before ``at``).
 
-    Keyed by the campaign and the occurrence, so asking twice queues one run.
+    Keyed by the campaign and the occurrence, so asking twice queues one run; or by
+    ``idempotency_key`` (a client's ``Idempotency-Key``, for the run written with the campaign).
 
     Returns:
       The job and whether it is new.
     """
-    key = f"campaign:{campaign.id}:at:{occurrence.isoformat()}" if occurrence else f"campaign:{campaign.id}:created"
+    key = idempotency_key or (
+        f"campaign:{campaign.id}:at:{occurrence.isoformat()}" if occurrence else f"campaign:{campaign.id}:created")
     payload = {"campaign_id": campaign.id, "event": "campaign.created" if occurrence is None else "campaign.tick"}
     return jobs.enqueue(session, settings, kind=RUN_KIND, payload=payload, idempotency_key=key,
                         not_before=at)

@@ -28,8 +28,8 @@ from app.settings import Settings
 from app.tenancy.scoping import session_tenant
 from app.tenancy.service import get_tenant
 
-__all__ = ["NewCampaign", "Counts", "create_campaign", "list_campaigns", "get_campaign", "counts",
-           "processing_log", "can_cancel", "cancel_campaign", "installed_channels",
+__all__ = ["NewCampaign", "Counts", "create_campaign", "create_campaign_once", "list_campaigns", "get_campaign",
+           "counts", "processing_log", "can_cancel", "cancel_campaign", "installed_channels",
            "DELIVER_KIND"]
 
 logger = logging.getLogger(__name__)
@@ -123,9 +123,28 @@ def create_campaign(session: Session, settings: Settings, new: NewCampaign) -> C
       Forbidden: an audience path in another tenant's folder (403).
       QuotaExceeded: the plan allows no more jobs or messages now (429).
     """
+    return create_campaign_once(session, settings, new)[0]
+
+
+def create_campaign_once(session: Session, settings: Settings, new: NewCampaign, *,
+                         idempotency_key: str | None = None) -> tuple[Campaign, bool]:
+    """:func:`create_campaign`, safe to retry: the same ``idempotency_key`` returns the tenant's
+    campaign made with it, and writes nothing (the key is its ``campaign.run`` job's).
+
+    Returns:
+      The campaign, and whether it is new (``False``: the key was seen before).
+
+    Raises:
+      Invalid: as :func:`create_campaign`, or a key used for another kind of job (400).
+      Forbidden, QuotaExceeded: as :func:`create_campaign`.
+    """
     tenant_id = session_tenant(session)
     if tenant_id is None:
         raise RuntimeError("create_campaign needs a session scoped to a tenant")
+    if idempotency_key:
+        existing = jobs.job_for_key(session, idempotency_key)
+        if existing is not None:
+            return _campaign_of(session, existing), False
     _check_channel(session, new.channel)
     template = new.message if new.message is not None else new.name
     template_fields(template)
@@ -133,7 +152,9 @@ def create_campaign(session: Session, settings: Settings, new: NewCampaign) -> C
     if new.send_at is not None and new.schedule is not None:
         raise Invalid("give send_at or schedule, not both", errors=[{"field": "send_at", "message": "not with schedule"}])
     schedule = check_cron(new.schedule) if new.schedule is not None else None
-    quotas.check(session, plan_for(settings, get_tenant(tenant_id).plan), tenant_id=tenant_id, messages=messages)
+    plan_name = get_tenant(tenant_id).plan
+    quotas.check(session, plan_for(settings, plan_name), plan_name=plan_name, tenant_id=tenant_id,
+                 messages=messages)
 
     now = utcnow()
     first = next_occurrence(schedule, now) if schedule else None
@@ -146,11 +167,25 @@ def create_campaign(session: Session, settings: Settings, new: NewCampaign) -> C
     )
     session.add(campaign)
     session.flush()
-    job, _ = enqueue_run(session, settings, campaign, at=start, occurrence=first)
+    job, created = enqueue_run(session, settings, campaign, at=start, occurrence=first,
+                               idempotency_key=idempotency_key)
+    if not created:  # the same key, committed a moment ago by a concurrent request: keep theirs
+        session.delete(campaign)
+        session.flush()
+        return _campaign_of(session, job), False
     campaign.job_id = job.id
     session.flush()
     logger.info("campaign %s created (job %s)", campaign.id, job.id,
                 extra={"tenant_id": tenant_id, "job_id": job.id, "event": "campaign.created"})
+    return campaign, True
+
+
+def _campaign_of(session: Session, job) -> Campaign:
+    """The campaign a ``campaign.run`` job was written with. Raises: Invalid (another kind of job)."""
+    campaign_id = job.payload.get("campaign_id") if job.kind == RUN_KIND else None
+    campaign = session.get(Campaign, campaign_id) if campaign_id is not None else None
+    if campaign is None or campaign.job_id != job.id:
+        raise Invalid("that Idempotency-Key was used for another kind of job")
     return campaign
 
 

@@ -88,7 +88,8 @@ def enqueue_ingest(
     if ledger not in LEDGERS:
         raise Invalid(f"ledger must be one of {', '.join(LEDGERS)}",
                       errors=[{"field": "ledger", "message": "external or internal"}])
-    quotas.check(session, plan_for(settings, get_tenant(tenant_id).plan), tenant_id=tenant_id, rows=0)
+    plan_name = get_tenant(tenant_id).plan
+    quotas.check(session, plan_for(settings, plan_name), plan_name=plan_name, tenant_id=tenant_id, rows=0)
     payload = {"s3_path": path, "source": found.name.upper(), "ledger": ledger}
     if force:
         payload["force"] = True

@@ -75,10 +75,11 @@ def standing(session: Session, plan: PlanSpec, metrics_wanted: set[str] | None =
     return found
 
 
-def check(session: Session, plan: PlanSpec, *, tenant_id: str, **adding: int) -> None:
+def check(session: Session, plan: PlanSpec, *, plan_name: str, tenant_id: str, **adding: int) -> None:
     """Refuse work that would take the tenant over a quota of its plan.
 
     Parameters:
+      plan_name: the plan's name, for the refusal's detail.
       adding: the amount of each metric the work adds (``jobs=1``); ``rows=0``
         asks only that the tenant is not already over its rows quota.
 
@@ -93,7 +94,7 @@ def check(session: Session, plan: PlanSpec, *, tenant_id: str, **adding: int) ->
             retry = max(1, int((quota.resets_at - utcnow()).total_seconds()))
             metrics.quota_rejected(tenant_id, quota.quota)
             raise QuotaExceeded(
-                f"quota {quota.quota} of plan exceeded: {quota.used} used of {quota.limit}; "
+                f"quota {quota.quota} of plan {plan_name!r} exceeded: {quota.used} used of {quota.limit}; "
                 f"resets at {quota.resets_at.isoformat()}",
                 headers={"Retry-After": str(retry)},
                 quota=quota.quota,

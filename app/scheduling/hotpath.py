@@ -189,6 +189,10 @@ def state_in(*wanted: str) -> str:
     return f"jobs.state NOT IN ({others})"
 
 
+#: How the progress message of a job the gate put back begins (``Store.defer``); the job's start
+#: clears such a message, and only such a one (a job's own progress stays).
+DEFERRED_PREFIX = "deferred: "
+
 #: The gate's start: jobs that may run now become ``running``, and the dispatcher hears which
 #: (see ``Store.start_many``; the notification is sent only when a job was claimed).
 START = Prepared(
@@ -197,7 +201,9 @@ START = Prepared(
     f"""
     WITH started AS (
         UPDATE jobs SET state = 'running', started_at = $3, attempts = attempts + 1, last_error = NULL,
-            dispatched_at = CASE WHEN state IN ('queued', 'failed') THEN $3 ELSE dispatched_at END
+            dispatched_at = CASE WHEN state IN ('queued', 'failed') THEN $3 ELSE dispatched_at END,
+            progress_message = CASE WHEN progress_message LIKE '{DEFERRED_PREFIX}%' THEN NULL
+                                    ELSE progress_message END
         WHERE id = ANY($1)
           AND (state IN ('queued', 'dispatched')
                OR (state = 'failed' AND (not_before IS NULL OR not_before <= $3))

@@ -28,8 +28,8 @@ from app.settings import PlanSpec, Settings
 from app.tenancy.models import Tenant
 from app.tenancy.scoping import session_tenant
 
-__all__ = ["enqueue", "enqueue_many", "require_api_kind", "get_job", "list_jobs", "cancel_job", "cancel_matching",
-           "dedicated_queue", "queue_for"]
+__all__ = ["enqueue", "enqueue_many", "require_api_kind", "get_job", "job_for_key", "list_jobs", "cancel_job",
+           "cancel_matching", "dedicated_queue", "queue_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ def enqueue(
             return existing, False
 
     tenant = session.get(Tenant, tenant_id)
-    plan = plan_for(settings, tenant.plan if tenant else "default")
-    quotas.check(session, plan, tenant_id=tenant_id, jobs=1)
+    plan_name = tenant.plan if tenant else "default"
+    plan = plan_for(settings, plan_name)
+    quotas.check(session, plan, plan_name=plan_name, tenant_id=tenant_id, jobs=1)
     job = Job(
         tenant_id=tenant_id,
         kind=kind,
@@ -168,8 +169,9 @@ def enqueue_many(
     if not payloads:
         return 0
     tenant = session.get(Tenant, tenant_id)
-    plan = plan_for(settings, tenant.plan if tenant else "default")
-    quotas.check(session, plan, tenant_id=tenant_id, jobs=len(payloads))
+    plan_name = tenant.plan if tenant else "default"
+    plan = plan_for(settings, plan_name)
+    quotas.check(session, plan, plan_name=plan_name, tenant_id=tenant_id, jobs=len(payloads))
     now = utcnow()
     queue = queue_for(tenant_id, plan)
     rows = [
@@ -192,6 +194,11 @@ def get_job(session: Session, job_id: int) -> Job:
     if job is None:
         raise NotFound("no such job")
     return job
+
+
+def job_for_key(session: Session, idempotency_key: str) -> Job | None:
+    """The session tenant's job enqueued with ``idempotency_key``, if there is one."""
+    return session.scalar(sa.select(Job).where(Job.idempotency_key == idempotency_key))
 
 
 def list_jobs(

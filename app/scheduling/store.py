@@ -155,7 +155,7 @@ class Store:
             amounts["run_seconds"] += outcome.run_seconds
             amounts["rows"] += int(result.get("rows_loaded", 0) or 0)
             amounts["messages"] += int(result.get("messages", 0) or 0)
-            amounts["failures"] += 0 if outcome.state == "succeeded" else 1
+            amounts["failures"] += 1 if outcome.state in ("failed", "dead") else 0  # cancelled is no failure
         ended = [(o.started.job_id, o.run_seconds) for o in outcomes]
         with self.db.system() as connection:
             connection.execute(_FINISH, updates)
@@ -216,7 +216,7 @@ class Store:
                     state="queued",
                     not_before=not_before,
                     attempts=sa.case((jobs.c.state == "running", jobs.c.attempts - 1), else_=jobs.c.attempts),
-                    progress_message=f"deferred: {reason}",
+                    progress_message=f"{hotpath.DEFERRED_PREFIX}{reason}",
                 )
                 .returning(jobs.c.tenant_id)
             ).scalar()
@@ -450,7 +450,7 @@ def _finish_params(outcomes: Sequence[Outcome], now: datetime, day) -> tuple:
         if result:
             amounts[1] += int(result.get("rows_loaded", 0) or 0)
             amounts[2] += int(result.get("messages", 0) or 0)
-        if state != "succeeded":
+        if state in ("failed", "dead"):  # a cancelled attempt is no failure
             amounts[3] += 1
     ended = signals.ended_payloads([(o.started.job_id, o.run_seconds) for o in outcomes])
     sums = list(usage_rows.values())
@@ -509,7 +509,9 @@ _START_MANY = (
         ~sa.select(tenants.c.paused).where(tenants.c.id == jobs.c.tenant_id).scalar_subquery(),
     )
     .values(state="running", started_at=sa.bindparam("now"), attempts=jobs.c.attempts + 1, last_error=None,
-            dispatched_at=sa.case((jobs.c.state.in_(DISPATCHABLE), sa.bindparam("now")), else_=jobs.c.dispatched_at))
+            dispatched_at=sa.case((jobs.c.state.in_(DISPATCHABLE), sa.bindparam("now")), else_=jobs.c.dispatched_at),
+            progress_message=sa.case((jobs.c.progress_message.like(hotpath.DEFERRED_PREFIX + "%"), None),
+                                     else_=jobs.c.progress_message))
     .returning(jobs.c.id, jobs.c.tenant_id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_retries,
                jobs.c.enqueued_at)
 )
